@@ -1,0 +1,32 @@
+# Every target creates .venv itself: a fresh clone needs only Python 3.11+ and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -f demo.db demo.db-wal demo.db-shm
+	$(BIN)/credit-contracts demo --contracts 10000 --db sqlite:///demo.db
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/store.py
+	$(BIN)/python bench/batch.py
+	$(BIN)/python bench/scenario.py
+
+clean:
+	rm -rf $(VENV) *.db *.db-wal *.db-shm

@@ -1,0 +1,39 @@
+"""Identifiers: time-ordered ids for new things, name-based ids for derived things.
+
+UUIDv7-style ids keep B-tree inserts at the right edge of indexes (DESIGN §8 measured a
+4x slowdown at 1M rows with random keys). Derived ids (a command sent by a process step, an
+item of a batch) are uuid5 of a stable name, so a redelivered step produces the same ids and
+idempotency keys catch the duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+NAMESPACE = uuid.UUID("6f1c1d1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f")
+
+_lock = threading.Lock()
+_last = [0, 0]
+
+
+def new_id() -> str:
+    """A UUIDv7 string: 48 bits of milliseconds, a counter, then randomness."""
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last[0]:
+            ms = _last[0]
+            _last[1] += 1
+        else:
+            _last[0], _last[1] = ms, 0
+        counter = _last[1] & 0xFFF
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
+
+
+def derived_id(*parts: object) -> str:
+    """A deterministic id for a thing derived from other things (same parts, same id)."""
+    return str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)))

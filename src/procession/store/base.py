@@ -1,0 +1,327 @@
+"""The store: one log of events plus the engine's work tables, in one database.
+
+Both adapters share this code and the named queries; an adapter supplies connections,
+transactions and its error mapping (see sqlite.py, postgres.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from procession.errors import ConcurrencyError, SchemaError
+from procession.ids import new_id
+from procession.messages import Message, MessageRegistry
+from procession.store.records import ANY, AppendResult, RecordedEvent
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.decode
+Params = dict[str, Any]
+Row = tuple[Any, ...]
+RAW_COLUMNS = "position, stream_id, version, type, schema_version, data, metadata"
+SCHEMA_MARK = "procession"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def encode_json(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, params: Iterable[Any], /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+class Backend(Protocol):
+    name: str
+    url: str
+
+    def transaction(self, write: bool = True) -> AbstractContextManager[Cursor]: ...
+    def is_unique_violation(self, exc: BaseException) -> bool: ...
+    def close(self) -> None: ...
+    def user_sql(self, sql: str) -> str: ...
+    def table_names(self, cursor: Cursor) -> set[str]: ...
+    def run_script(self, cursor: Cursor, script: str) -> None: ...
+
+
+class Tx:
+    """One open transaction, speaking in named queries."""
+
+    def __init__(self, store: Store, cursor: Cursor) -> None:
+        self.store = store
+        self.cursor = cursor
+        self._versions: dict[str, int] = {}
+        self._appends_locked = False
+        self.appended: list[tuple[str, int]] = []
+
+    def _exec(self, query: str, params: Params | None) -> Cursor:
+        self.cursor.execute(self.store.sql[query], params or {})
+        return self.cursor
+
+    def rows(self, query: str, /, **params: Any) -> list[Row]:
+        return self._exec(query, params).fetchall()
+
+    def row(self, query: str, /, **params: Any) -> Row | None:
+        found: Row | None = self._exec(query, params).fetchone()
+        return found
+
+    def scalar(self, query: str, /, **params: Any) -> Any:
+        found = self.row(query, **params)
+        return None if found is None else found[0]
+
+    def run(self, query: str, /, **params: Any) -> int:
+        return self._exec(query, params).rowcount
+
+    def many(self, name: str, params: Sequence[Params]) -> None:
+        if params:
+            self.cursor.executemany(self.store.sql[name], params)
+
+    def sql(self, sql: str, params: Params | Sequence[Params] | None = None) -> list[Row]:
+        """Run the caller's own SQL (`:name` parameters), e.g. a projection's table writes.
+
+        A list of parameter mappings runs the statement once per mapping (executemany).
+        """
+        text = self.store.backend.user_sql(sql)
+        if isinstance(params, list | tuple):
+            if params:
+                self.cursor.executemany(text, params)
+            return []
+        self.cursor.execute(text, params or {})
+        try:
+            return self.cursor.fetchall()
+        except Exception:  # a statement without a result set
+            return []
+
+    # -- the log -----------------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        known = self._versions.get(stream_id)
+        if known is None:
+            known = int(self.scalar("stream_version", stream_id=stream_id))
+            self._versions[stream_id] = known
+        return known
+
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[Message],
+        expected_version: int = ANY,
+        *,
+        now: float | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Append events to one stream; return the new stream version."""
+        if not self._appends_locked:
+            self.run("lock_appends")
+            self._appends_locked = True
+        current = self.stream_version(stream_id)
+        if expected_version != ANY and current != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, current)
+        stamp = iso(self.store.now() if now is None else now)
+        rows = []
+        registry = self.store.registry
+        for offset, event in enumerate(events, start=1):
+            name, schema_version, data = registry.encode(event)
+            message_id = new_id()
+            meta: dict[str, Any] = {
+                "message_id": message_id,
+                "correlation_id": correlation_id or message_id,
+                "causation_id": causation_id,
+                "occurred_at": stamp,
+            }
+            if extra:
+                meta.update(extra)
+            rows.append(
+                {
+                    "stream_id": stream_id,
+                    "version": current + offset,
+                    "type": name,
+                    "schema_version": schema_version,
+                    "data": data,
+                    "metadata": encode_json(meta),
+                }
+            )
+        try:
+            self.many("insert_event", rows)
+        except Exception as exc:
+            if self.store.backend.is_unique_violation(exc):
+                self._versions.pop(stream_id, None)
+                raise ConcurrencyError(stream_id, expected_version, current + 1) from None
+            raise
+        self._versions[stream_id] = current + len(rows)
+        self.appended.append((stream_id, len(rows)))
+        return current + len(rows)
+
+    def read_stream_raw(self, stream_id: str, after: int = 0) -> list[Row]:
+        return self.rows("read_stream", stream_id=stream_id, after=after)
+
+    def read_all_raw(self, start: int, limit: int) -> list[Row]:
+        return self.rows("read_all", start=start, limit=limit)
+
+    def head_position(self) -> int:
+        return int(self.scalar("head_position"))
+
+    # -- small key/value and checkpoints -------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        value = self.scalar("get_meta", key=key)
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.run("set_meta", key=key, value=value)
+
+    def checkpoint(self, name: str) -> int:
+        value = self.scalar("get_checkpoint", name=name)
+        return 0 if value is None else int(value)
+
+    def set_checkpoint(self, name: str, position: int) -> None:
+        self.run("set_checkpoint", name=name, position=position)
+
+    def try_singleton(self, name: str) -> bool:
+        """Hold the named singleton role for this transaction (PostgreSQL: advisory lock)."""
+        return bool(self.scalar("try_singleton", name=name))
+
+
+def recorded(row: Row) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        stream_id=row[1],
+        version=row[2],
+        type=row[3],
+        schema_version=row[4],
+        data=_decode(row[5]),
+        metadata=_decode(row[6]),
+    )
+
+
+class Store:
+    """The event store and work tables behind one URL. Open it with `procession.open_store`."""
+
+    def __init__(
+        self, backend: Backend, sql: dict[str, str], registry: MessageRegistry | None = None
+    ) -> None:
+        self.backend = backend
+        self.sql = sql
+        self.registry = registry or MessageRegistry()
+        self.now = time.time
+        """Seconds since the epoch; the runtime points this at its clock."""
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def transaction(self, write: bool = True) -> _TxContext:
+        """A transaction; `write=False` lets SQLite read beside a writer."""
+        return _TxContext(self, write)
+
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[Message],
+        expected_version: int = ANY,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> AppendResult:
+        """Append events to a stream in one transaction.
+
+        Raises `ConcurrencyError` when `expected_version` (a version, `NO_STREAM`, or `ANY`)
+        does not match the stream.
+        """
+        with self.transaction() as tx:
+            version = tx.append(
+                stream_id,
+                events,
+                expected_version,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+            )
+            position = tx.head_position()
+        return AppendResult(version=version, position=position)
+
+    def append_batch(self, appends: Iterable[tuple[str, Sequence[Message], int]]) -> int:
+        """Append to many streams in one transaction (all or nothing); return the head position."""
+        with self.transaction() as tx:
+            for stream_id, events, expected in appends:
+                tx.append(stream_id, events, expected)
+            return tx.head_position()
+
+    def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:
+        """The events of one stream with version >= from_version, in order."""
+        with self.transaction(write=False) as tx:
+            rows = tx.read_stream_raw(stream_id, max(from_version - 1, 0))
+        return [recorded(r) for r in rows]
+
+    def read_all(
+        self, from_position: int = 0, limit: int | None = None, page_size: int = 1000
+    ) -> Iterator[RecordedEvent]:
+        """Every event with position >= from_position, in global order (the audit API).
+
+        Pages with a keyset on position, one short transaction per page, so it streams a log
+        of any length in flat memory; `limit` caps the number of events yielded.
+        """
+        start, left = from_position, limit
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            with self.transaction(write=False) as tx:
+                rows = tx.read_all_raw(start, size)
+            for row in rows:
+                yield recorded(row)
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < size:
+                return
+            start = rows[-1][0] + 1
+
+    def head_position(self) -> int:
+        with self.transaction(write=False) as tx:
+            return tx.head_position()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TxContext:
+    def __init__(self, store: Store, write: bool) -> None:
+        self.store = store
+        self.write = write
+        self._inner: AbstractContextManager[Cursor] | None = None
+
+    def __enter__(self) -> Tx:
+        self._inner = self.store.backend.transaction(self.write)
+        return Tx(self.store, self._inner.__enter__())
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        assert self._inner is not None
+        return self._inner.__exit__(*exc)
+
+
+def check_schema(tables: set[str], marked: bool) -> None:
+    """Refuse a database that holds someone else's tables under our names."""
+    ours = {"events", "commands", "checkpoints", "process_instances", "inbox", "timers"}
+    clash = sorted(ours & tables)
+    if clash and not marked:
+        raise SchemaError(
+            f"the database has tables procession would create ({', '.join(clash)}) "
+            "but no procession_meta marker: it belongs to another application"
+        )

@@ -1,0 +1,68 @@
+"""PostgreSQL adapter: psycopg 3 with a connection pool.
+
+Every transaction takes a pooled connection and commits on success. Work is claimed with
+`FOR UPDATE SKIP LOCKED` inside the transaction that does it, so a worker that dies (even by
+SIGKILL) releases its claims the moment PostgreSQL notices the broken connection: no lease
+timers to tune, no work done twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from procession.errors import StoreUnavailable
+from procession.store.base import Cursor
+from procession.store.queries import to_pyformat
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL URL"
+    host, db = info.get("host", "localhost"), info.get("dbname", "")
+    return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', 5432)}/{db}"
+
+
+class PostgresBackend:
+    name = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        self.url = url
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"cannot connect to {_safe(url)}: {reason}") from None
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
+        )
+        self.pool.open(wait=True, timeout=10)
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        with self.pool.connection() as conn, conn.cursor() as cursor:
+            yield cursor  # type: ignore[misc]
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def user_sql(self, sql: str) -> str:
+        return to_pyformat(sql)
+
+    def table_names(self, cursor: Cursor) -> set[str]:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+    def run_script(self, cursor: Cursor, script: str) -> None:
+        cursor.execute(script)
+
+    def close(self) -> None:
+        self.pool.close()

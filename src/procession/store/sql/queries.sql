@@ -1,0 +1,228 @@
+-- Named queries shared by both backends. Parameters are `:name`; the PostgreSQL adapter
+-- rewrites them to psycopg's `%(name)s`. A backend's own queries.sql overrides a name here.
+
+-- name: stream_version
+SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = :stream_id;
+
+-- name: insert_event
+INSERT INTO events (stream_id, version, type, schema_version, data, metadata)
+VALUES (:stream_id, :version, :type, :schema_version, :data, :metadata);
+
+-- name: read_stream
+SELECT position, stream_id, version, type, schema_version, data, metadata
+FROM events WHERE stream_id = :stream_id AND version > :after ORDER BY version;
+
+-- name: read_all
+SELECT position, stream_id, version, type, schema_version, data, metadata
+FROM events WHERE position >= :start ORDER BY position LIMIT :limit;
+
+-- name: head_position
+SELECT COALESCE(MAX(position), 0) FROM events;
+
+-- name: get_meta
+SELECT value FROM procession_meta WHERE key = :key;
+
+-- name: set_meta
+INSERT INTO procession_meta (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: get_checkpoint
+SELECT position FROM checkpoints WHERE name = :name;
+
+-- name: set_checkpoint
+INSERT INTO checkpoints (name, position) VALUES (:name, :position)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position;
+
+-- name: delete_checkpoint
+DELETE FROM checkpoints WHERE name = :name;
+
+-- name: find_command
+SELECT status, result, error, type FROM commands WHERE command_id = :command_id;
+
+-- name: insert_command
+INSERT INTO commands (command_id, type, schema_version, data, metadata, status, available_at)
+VALUES (:command_id, :type, :schema_version, :data, :metadata, :status, :available_at)
+ON CONFLICT (command_id) DO NOTHING;
+
+-- name: finish_command
+UPDATE commands SET status = :status, result = :result, error = :error,
+  attempts = attempts + 1
+WHERE command_id = :command_id;
+
+-- name: retry_command
+UPDATE commands SET attempts = attempts + 1, error = :error, available_at = :available_at,
+  status = :status
+WHERE command_id = :command_id;
+
+-- name: claim_commands
+SELECT command_id, type, schema_version, data, metadata, attempts FROM commands
+WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit;
+
+-- name: next_command_due
+SELECT MIN(available_at) FROM commands WHERE status = 'pending';
+
+-- name: parked_commands
+SELECT command_id, type, data, metadata, attempts, error FROM commands
+WHERE status = 'parked' ORDER BY seq;
+
+-- name: unpark_command
+UPDATE commands SET status = 'pending', available_at = :now, attempts = 0
+WHERE command_id = :command_id AND status = 'parked';
+
+-- name: skip_command
+UPDATE commands SET status = 'skipped' WHERE command_id = :command_id AND status = 'parked';
+
+-- name: ensure_instance
+INSERT INTO process_instances (process, instance_id, status, state, version, updated_at)
+VALUES (:process, :instance_id, 'new', NULL, 0, :now)
+ON CONFLICT (process, instance_id) DO NOTHING;
+
+-- name: insert_inbox
+INSERT INTO inbox (process, instance_id, routing, type, schema_version, data, metadata, available_at)
+VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metadata, :available_at);
+
+-- name: ready_instances
+SELECT process, instance_id FROM inbox
+WHERE parked = 0 AND available_at <= :now
+GROUP BY process, instance_id ORDER BY MIN(id) LIMIT :limit;
+
+-- name: lock_instance
+SELECT status, state, version FROM process_instances
+WHERE process = :process AND instance_id = :instance_id;
+
+-- name: instance_inbox
+SELECT id, routing, type, schema_version, data, metadata, attempts, available_at, parked
+FROM inbox WHERE process = :process AND instance_id = :instance_id ORDER BY id;
+
+-- name: delete_inbox
+DELETE FROM inbox WHERE id = :id;
+
+-- name: fail_inbox
+UPDATE inbox SET attempts = attempts + 1, error = :error, available_at = :available_at,
+  parked = :parked
+WHERE id = :id;
+
+-- name: next_inbox_due
+SELECT MIN(available_at) FROM inbox WHERE parked = 0;
+
+-- name: save_instance
+UPDATE process_instances SET status = :status, state = :state, version = :version,
+  updated_at = :now
+WHERE process = :process AND instance_id = :instance_id;
+
+-- name: get_instance
+SELECT status, state, version, updated_at FROM process_instances
+WHERE process = :process AND instance_id = :instance_id;
+
+-- name: list_instances
+SELECT process, instance_id, status, version, updated_at FROM process_instances
+WHERE process = :process ORDER BY instance_id LIMIT :limit;
+
+-- name: parked_inbox
+SELECT id, process, instance_id, type, data, metadata, attempts, error FROM inbox
+WHERE parked = 1 ORDER BY id;
+
+-- name: unpark_inbox
+UPDATE inbox SET parked = 0, attempts = 0, available_at = :now WHERE id = :id AND parked = 1;
+
+-- name: skip_inbox
+DELETE FROM inbox WHERE id = :id AND parked = 1;
+
+-- name: set_timer
+INSERT INTO timers (process, instance_id, name, due_at, type, schema_version, data, metadata)
+VALUES (:process, :instance_id, :name, :due_at, :type, :schema_version, :data, :metadata)
+ON CONFLICT (process, instance_id, name) DO UPDATE SET due_at = excluded.due_at,
+  type = excluded.type, schema_version = excluded.schema_version, data = excluded.data,
+  metadata = excluded.metadata;
+
+-- name: cancel_timer
+DELETE FROM timers WHERE process = :process AND instance_id = :instance_id AND name = :name;
+
+-- name: cancel_all_timers
+DELETE FROM timers WHERE process = :process AND instance_id = :instance_id;
+
+-- name: claim_timers
+SELECT process, instance_id, name, due_at, type, schema_version, data, metadata FROM timers
+WHERE due_at <= :now ORDER BY due_at LIMIT :limit;
+
+-- name: delete_timer
+DELETE FROM timers WHERE process = :process AND instance_id = :instance_id AND name = :name
+  AND due_at = :due_at;
+
+-- name: next_timer_due
+SELECT MIN(due_at) FROM timers;
+
+-- name: list_timers
+SELECT name, due_at, type FROM timers WHERE process = :process AND instance_id = :instance_id
+ORDER BY due_at;
+
+-- name: insert_batch
+INSERT INTO batches (batch_id, owner_process, owner_instance, source, params, template, fence,
+  max_in_flight, page_size, cursor, status, total, created_at, metadata)
+VALUES (:batch_id, :owner_process, :owner_instance, :source, :params, :template, :fence,
+  :max_in_flight, :page_size, NULL, 'enumerating', 0, :now, :metadata)
+ON CONFLICT (batch_id) DO NOTHING;
+
+-- name: active_batches
+SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
+  max_in_flight, page_size, cursor, status, total, created_at, metadata
+FROM batches WHERE status IN ('enumerating', 'running') ORDER BY created_at, batch_id;
+
+-- name: get_batch
+SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
+  max_in_flight, page_size, cursor, status, total, created_at, metadata, completed_at,
+  superseded_by
+FROM batches WHERE batch_id = :batch_id;
+
+-- name: list_batches
+SELECT batch_id FROM batches ORDER BY created_at DESC, batch_id LIMIT :limit;
+
+-- name: advance_batch_cursor
+UPDATE batches SET cursor = :cursor, total = total + :added, status = :status
+WHERE batch_id = :batch_id;
+
+-- name: insert_batch_item
+INSERT INTO batch_items (batch_id, target_id, status, updated_at)
+VALUES (:batch_id, :target_id, 'pending', :now)
+ON CONFLICT (batch_id, target_id) DO NOTHING;
+
+-- name: count_in_flight
+SELECT COUNT(*) FROM batch_items WHERE batch_id = :batch_id AND status = 'dispatched';
+
+-- name: pending_items
+SELECT target_id FROM batch_items WHERE batch_id = :batch_id AND status = 'pending'
+ORDER BY target_id LIMIT :limit;
+
+-- name: set_item_status
+UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
+WHERE batch_id = :batch_id AND target_id = :target_id AND status = :from_status;
+
+-- name: finish_open_items
+UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
+WHERE target_id = :target_id AND status IN ('dispatched', 'awaiting');
+
+-- name: batch_has_open_items
+SELECT 1 FROM batch_items
+WHERE batch_id = :batch_id AND status IN ('pending', 'dispatched', 'awaiting') LIMIT 1;
+
+-- name: batch_counts
+SELECT status, COUNT(*) FROM batch_items WHERE batch_id = :batch_id GROUP BY status;
+
+-- name: batch_last_update
+SELECT MIN(updated_at), MAX(updated_at) FROM batch_items
+WHERE batch_id = :batch_id AND status IN ('done', 'failed', 'skipped');
+
+-- name: cancel_pending_items
+UPDATE batch_items SET status = 'cancelled', updated_at = :now
+WHERE batch_id = :batch_id AND status = 'pending';
+
+-- name: open_items_of_batch
+SELECT target_id FROM batch_items
+WHERE batch_id = :batch_id AND status IN ('dispatched', 'awaiting') ORDER BY target_id;
+
+-- name: finish_batch
+UPDATE batches SET status = :status, completed_at = :now, superseded_by = :superseded_by
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
+
+-- name: set_batch_status
+UPDATE batches SET status = :status, superseded_by = :superseded_by WHERE batch_id = :batch_id;

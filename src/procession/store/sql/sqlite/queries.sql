@@ -1,0 +1,14 @@
+-- SQLite-only variants. One process owns a SQLite store; BEGIN IMMEDIATE already serialises
+-- writers, so the claims and locks of the PostgreSQL adapter are plain reads here.
+
+-- name: lock_appends
+SELECT 1;
+
+-- name: try_singleton
+SELECT 1;
+
+-- name: lock_batch
+SELECT batch_id FROM batches WHERE batch_id = :batch_id;
+
+-- name: wait_singleton
+SELECT 1;

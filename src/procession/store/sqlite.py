@@ -1,0 +1,85 @@
+"""SQLite adapter: the standard library's sqlite3, WAL, one writer at a time.
+
+A SQLite store belongs to one process (DESIGN §9: PostgreSQL is the scale-out engine). Writes
+use BEGIN IMMEDIATE so a transaction never has to upgrade its lock half way; reads use a
+deferred transaction and run beside the writer thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from procession.errors import SchemaError, StoreUnavailable
+from procession.store.base import Cursor
+
+
+class SQLiteBackend:
+    name = "sqlite"
+
+    def __init__(self, url: str, path: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            self.conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._pragmas(path)
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(f"{url} is not a usable SQLite database: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {url}: {exc}") from None
+
+    def _pragmas(self, path: str) -> None:
+        run = self.conn.execute
+        if path != ":memory:":
+            run("PRAGMA journal_mode=WAL")
+        run("PRAGMA synchronous=NORMAL")
+        run("PRAGMA cache_size=-65536")
+        run("PRAGMA temp_store=MEMORY")
+        run("PRAGMA busy_timeout=30000")
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        with self._lock:
+            cursor = self.conn.cursor()
+            if self._depth:  # a nested call joins the open transaction
+                self._depth += 1
+                try:
+                    yield cursor
+                finally:
+                    self._depth -= 1
+                return
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._depth = 1
+            try:
+                yield cursor
+            except BaseException:
+                self.conn.rollback()
+                raise
+            else:
+                cursor.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def user_sql(self, sql: str) -> str:
+        return sql
+
+    def table_names(self, cursor: Cursor) -> set[str]:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in cursor.fetchall()}
+
+    def run_script(self, cursor: Cursor, script: str) -> None:
+        for statement in script.split(";\n"):
+            lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
+            if "".join(lines).strip():
+                cursor.execute("\n".join(lines))
+
+    def close(self) -> None:
+        self.conn.close()
