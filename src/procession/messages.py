@@ -92,6 +92,12 @@ class MessageRegistry:
                 "register it with MessageRegistry.register"
             ) from None
 
+    def type_of_class(self, cls: type[Message]) -> MessageType:
+        try:
+            return self._by_cls[cls]
+        except KeyError:
+            raise UnknownMessageType(f"message type {cls.__name__} is not registered") from None
+
     def lookup(self, name: str) -> MessageType:
         try:
             return self._by_name[name]

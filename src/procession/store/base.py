@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -103,6 +103,21 @@ class Tx:
             return self.cursor.fetchall()
         except Exception:  # a statement without a result set
             return []
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit: on error, undo only what happened inside it, then re-raise."""
+        versions, locked, appended = dict(self._versions), self._appends_locked, len(self.appended)
+        self.cursor.execute("SAVEPOINT procession_step")
+        try:
+            yield
+        except BaseException:
+            self.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
+            self.cursor.execute("RELEASE SAVEPOINT procession_step")
+            self._versions, self._appends_locked = versions, locked
+            del self.appended[appended:]
+            raise
+        self.cursor.execute("RELEASE SAVEPOINT procession_step")
 
     # -- the log -----------------------------------------------------------------------------
 

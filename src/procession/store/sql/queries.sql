@@ -81,14 +81,15 @@ ON CONFLICT (process, instance_id) DO NOTHING;
 INSERT INTO inbox (process, instance_id, routing, type, schema_version, data, metadata, available_at)
 VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metadata, :available_at);
 
--- name: ready_instances
-SELECT process, instance_id FROM inbox
-WHERE parked = 0 AND available_at <= :now
-GROUP BY process, instance_id ORDER BY MIN(id) LIMIT :limit;
-
--- name: lock_instance
-SELECT status, state, version FROM process_instances
-WHERE process = :process AND instance_id = :instance_id;
+-- name: claim_instances
+-- Instances with deliveries ready, oldest delivery first. Scanning the inbox in id order with a
+-- LIMIT (not GROUP BY over the whole inbox) keeps a claim cheap when a million are queued.
+SELECT p.process, p.instance_id, p.status, p.state, p.version FROM process_instances p
+WHERE (p.process, p.instance_id) IN (
+  SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
+  ORDER BY id LIMIT :scan)
+AND p.status <> 'parked'
+LIMIT :limit;
 
 -- name: instance_inbox
 SELECT id, routing, type, schema_version, data, metadata, attempts, available_at, parked
@@ -166,7 +167,7 @@ ON CONFLICT (batch_id) DO NOTHING;
 -- name: active_batches
 SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
   max_in_flight, page_size, cursor, status, total, created_at, metadata
-FROM batches WHERE status IN ('enumerating', 'running') ORDER BY created_at, batch_id;
+FROM batches WHERE status IN ('enumerating', 'running', 'cancelling') ORDER BY created_at, batch_id;
 
 -- name: get_batch
 SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
@@ -226,3 +227,16 @@ WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling'
 
 -- name: set_batch_status
 UPDATE batches SET status = :status, superseded_by = :superseded_by WHERE batch_id = :batch_id;
+
+-- name: get_snapshot
+SELECT version, state FROM snapshots WHERE stream_id = :stream_id;
+
+-- name: save_snapshot
+INSERT INTO snapshots (stream_id, version, state) VALUES (:stream_id, :version, :state)
+ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state;
+
+-- name: drop_unstarted
+DELETE FROM process_instances WHERE process = :process AND instance_id = :instance_id
+  AND status = 'new'
+  AND NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.process = :process
+                  AND inbox.instance_id = :instance_id);

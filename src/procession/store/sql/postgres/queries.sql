@@ -21,9 +21,16 @@ SELECT command_id, type, schema_version, data, metadata, attempts FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit
 FOR UPDATE SKIP LOCKED;
 
--- name: lock_instance
-SELECT status, state, version FROM process_instances
-WHERE process = :process AND instance_id = :instance_id FOR UPDATE SKIP LOCKED;
+-- name: claim_instances
+-- Whole instances are claimed (row lock held to commit), so two workers never run steps of
+-- one instance at once; SKIP LOCKED lets the second worker take the next instances instead.
+SELECT p.process, p.instance_id, p.status, p.state, p.version FROM process_instances p
+WHERE (p.process, p.instance_id) IN (
+  SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
+  ORDER BY id LIMIT :scan)
+AND p.status <> 'parked'
+LIMIT :limit
+FOR UPDATE OF p SKIP LOCKED;
 
 -- name: claim_timers
 SELECT process, instance_id, name, due_at, type, schema_version, data, metadata FROM timers

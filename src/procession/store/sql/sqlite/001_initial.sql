@@ -81,7 +81,7 @@ CREATE TABLE batches (
   metadata TEXT NOT NULL,
   superseded_by TEXT
 );
-CREATE INDEX batches_active ON batches (status) WHERE status IN ('enumerating', 'running');
+CREATE INDEX batches_active ON batches (status);
 CREATE TABLE batch_items (
   batch_id TEXT NOT NULL,
   target_id TEXT NOT NULL,

@@ -1,0 +1,1 @@
+"""Benchmarks (DESIGN §8): each prints one JSON object; see docs/benchmarks.md."""

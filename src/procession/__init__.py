@@ -1,0 +1,104 @@
+"""procession: durable process managers, timers and batch fan-out for event-sourced Python.
+
+The public surface is re-exported here; see README.md for a tour.
+"""
+
+from __future__ import annotations
+
+from procession.aggregate import Aggregate
+from procession.app import App, HandlerContext
+from procession.errors import (
+    CommandRejected,
+    ConcurrencyError,
+    ConfigurationError,
+    MalformedMessage,
+    NotFound,
+    ProcessError,
+    ProcessionError,
+    SchemaError,
+    Skipped,
+    StoreUnavailable,
+    UnknownMessageType,
+)
+from procession.ids import derived_id, new_id
+from procession.messages import Command, Event, Message, MessageRegistry
+from procession.process.batch import BatchProgress
+from procession.process.effects import (
+    BatchCompleted,
+    CancelBatch,
+    CancelTimer,
+    Complete,
+    Schedule,
+    StartBatch,
+    TimerFired,
+)
+from procession.process.manager import (
+    Park,
+    ProcessManager,
+    Retry,
+    Route,
+    SkipMessage,
+    StepContext,
+    continue_,
+    start,
+    stop,
+)
+from procession.projection import EventInfo, Projection
+from procession.runtime.clock import Clock, SystemClock, VirtualClock
+from procession.runtime.commands import CommandResult
+from procession.runtime.runtime import Runtime
+from procession.store import ANY, NO_STREAM, AppendResult, RecordedEvent, Store, Tx, open_store
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "Aggregate",
+    "App",
+    "AppendResult",
+    "BatchCompleted",
+    "BatchProgress",
+    "CancelBatch",
+    "CancelTimer",
+    "Clock",
+    "Command",
+    "CommandRejected",
+    "CommandResult",
+    "Complete",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "Event",
+    "EventInfo",
+    "HandlerContext",
+    "MalformedMessage",
+    "Message",
+    "MessageRegistry",
+    "NotFound",
+    "Park",
+    "ProcessError",
+    "ProcessManager",
+    "ProcessionError",
+    "Projection",
+    "RecordedEvent",
+    "Retry",
+    "Route",
+    "Runtime",
+    "Schedule",
+    "SchemaError",
+    "SkipMessage",
+    "Skipped",
+    "StartBatch",
+    "StepContext",
+    "Store",
+    "StoreUnavailable",
+    "SystemClock",
+    "TimerFired",
+    "Tx",
+    "UnknownMessageType",
+    "VirtualClock",
+    "continue_",
+    "derived_id",
+    "new_id",
+    "open_store",
+    "start",
+    "stop",
+]

@@ -1,0 +1,1 @@
+"""Process managers, their effects, batches and failure policies."""

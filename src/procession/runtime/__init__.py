@@ -1,0 +1,1 @@
+"""Running an App against a store: workers, clock, the embedded runtime."""

@@ -1,0 +1,81 @@
+"""One clock interface: the system clock in production, a virtual one in tests and demos.
+
+The virtual clock only moves when told: the runtime fast-forwards it to the next due timer
+when nothing else is ready, so fourteen days of process time pass in milliseconds through
+the same code. Its current time is kept in the store, so a run killed at any moment resumes
+at the virtual time it had reached.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+from procession.store.base import Store
+
+VIRTUAL_KEY = "virtual_clock"
+EPOCH = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+"""Where a new virtual clock starts: a fixed instant, so runs are reproducible."""
+
+
+class Clock(Protocol):
+    virtual: bool
+
+    def now(self) -> float: ...
+    def advance_to(self, when: float) -> None: ...
+    def sync(self) -> None: ...
+
+
+class SystemClock:
+    virtual = False
+
+    def now(self) -> float:
+        return time.time()
+
+    def sync(self) -> None:
+        pass
+
+    def advance_to(self, when: float) -> None:
+        raise RuntimeError("the system clock cannot be advanced")
+
+
+class VirtualClock:
+    """Time that moves only forward and only when advanced; durable when given a store."""
+
+    virtual = True
+
+    def __init__(self, start: float = EPOCH, store: Store | None = None) -> None:
+        self._store = store
+        self._now = start
+        if store is not None:
+            with store.transaction() as tx:
+                saved = tx.get_meta(VIRTUAL_KEY)
+                if saved is None:
+                    tx.set_meta(VIRTUAL_KEY, repr(start))
+                else:
+                    self._now = float(saved)
+
+    def now(self) -> float:
+        return self._now
+
+    def advance_to(self, when: float) -> None:
+        if when <= self._now:
+            return
+        self._now = when
+        if self._store is not None:
+            with self._store.transaction() as tx:
+                saved = tx.get_meta(VIRTUAL_KEY)
+                self._now = max(when, float(saved) if saved else when)
+                tx.set_meta(VIRTUAL_KEY, repr(self._now))
+
+    def sync(self) -> None:
+        """Catch up with time another worker process advanced the shared clock to."""
+        if self._store is not None:
+            with self._store.transaction(write=False) as tx:
+                saved = tx.get_meta(VIRTUAL_KEY)
+            if saved is not None:
+                self._now = max(self._now, float(saved))
+
+    def advance(self, seconds: float) -> None:
+        self.advance_to(self._now + seconds)

@@ -1,0 +1,240 @@
+"""Executing commands: synchronously for callers, in batches from the outbox for processes.
+
+Idempotency is the `commands` table keyed by `command_id`: the row is written in the same
+transaction as the events the command appends, so a re-sent command finds it and gets the
+original result back, appending nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from procession.aggregate import Aggregate
+from procession.app import App
+from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
+from procession.ids import new_id
+from procession.messages import Command, Message
+from procession.process import batch
+from procession.runtime.envelope import load_meta, message_row, metadata
+from procession.store.base import Store, Tx, encode_json
+
+RETRIES_ON_CONFLICT = 3
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    """What a command did: the events it appended and where the log stood after them."""
+
+    command_id: str
+    status: str
+    events: int = 0
+    streams: list[str] = msgspec.field(default_factory=list)
+    position: int = 0
+    duplicate: bool = False
+    error: str | None = None
+
+
+class HandlerRun:
+    """A command handler's view of one transaction; caches aggregates it has loaded."""
+
+    def __init__(self, tx: Tx, now: float, cache: dict[str, tuple[Any, int]]) -> None:
+        self.tx = tx
+        self.now = now
+        self.cache = cache
+        self.meta: dict[str, Any] = {}
+        self.events = 0
+        self.streams: list[str] = []
+
+    def load(self, aggregate: Aggregate[Any], aggregate_id: str) -> tuple[Any, int]:
+        """The aggregate's state and version (0: it does not exist)."""
+        stream_id = aggregate.stream_id(aggregate_id)
+        cached = self.cache.get(stream_id)
+        if cached is not None:
+            return cached
+        state, version = aggregate.initial, 0
+        registry = self.tx.store.registry
+        if aggregate.snapshot_every:
+            snap = self.tx.row("get_snapshot", stream_id=stream_id)
+            if snap is not None:
+                version = int(snap[0])
+                state = msgspec.json.decode(snap[1], type=type(aggregate.initial))
+        for row in self.tx.read_stream_raw(stream_id, version):
+            state = aggregate.evolve(state, registry.decode(row[3], row[4], row[5]))
+            version = row[2]
+        self.cache[stream_id] = (state, version)
+        return state, version
+
+    def exists(self, aggregate: Aggregate[Any], aggregate_id: str) -> bool:
+        return self.load(aggregate, aggregate_id)[1] > 0
+
+    def require(self, aggregate: Aggregate[Any], aggregate_id: str) -> Any:
+        state, version = self.load(aggregate, aggregate_id)
+        if version == 0:
+            raise NotFound(f"{aggregate.category} {aggregate_id} does not exist")
+        return state
+
+    def execute(self, aggregate: Aggregate[Any], aggregate_id: str, command: Command) -> int:
+        """Decide on the aggregate's current state and append what it decided."""
+        state, version = self.load(aggregate, aggregate_id)
+        events = aggregate.decide(state, command)
+        if not events:
+            return version
+        stream_id = aggregate.stream_id(aggregate_id)
+        new_version = self.tx.append(
+            stream_id,
+            events,
+            version,
+            now=self.now,
+            correlation_id=self.meta.get("correlation_id"),
+            causation_id=self.meta.get("message_id"),
+        )
+        state = aggregate.fold(state, events)
+        self.cache[stream_id] = (state, new_version)
+        every = aggregate.snapshot_every
+        if every and new_version // every > version // every:
+            self.tx.run(
+                "save_snapshot", stream_id=stream_id, version=new_version, state=encode_json(state)
+            )
+        self.events += len(events)
+        self.streams.append(stream_id)
+        return new_version
+
+
+class CommandBus:
+    def __init__(self, app: App, store: Store, now: Callable[[], float]) -> None:
+        self.app = app
+        self.store = store
+        self.now = now
+
+    def _handle(self, run: HandlerRun, command: Command, meta: dict[str, Any]) -> None:
+        handler = self.app.handlers.get(type(command))
+        if handler is None:
+            raise CommandRejected(f"no handler for command {type(command).__name__}")
+        run.meta = meta
+        for attempt in range(RETRIES_ON_CONFLICT + 1):
+            try:
+                with run.tx.savepoint():
+                    handler(run, command)
+                return
+            except ConcurrencyError as exc:  # another worker appended first: reload, decide again
+                run.cache.pop(exc.stream_id, None)
+                if attempt == RETRIES_ON_CONFLICT:
+                    raise
+
+    def send(
+        self,
+        command: Command,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> CommandResult:
+        """Execute now, in one transaction; a command_id seen before returns its result."""
+        if not command.command_id:
+            command = msgspec.structs.replace(command, command_id=new_id())
+        now = self.now()
+        meta = metadata(command.command_id, correlation_id, causation_id, now)
+        with self.store.transaction() as tx:
+            found = tx.row("find_command", command_id=command.command_id)
+            if found is not None:
+                return _previous(command.command_id, found)
+            run = HandlerRun(tx, now, {})
+            self._handle(run, command, meta)
+            position = tx.head_position() if run.events else 0
+            result = CommandResult(command.command_id, "done", run.events, run.streams, position)
+            row = message_row(tx.store.registry, command, meta)
+            tx.run(
+                "insert_command",
+                command_id=command.command_id,
+                status="done",
+                available_at=now,
+                **row,
+            )
+            tx.run("finish_command", command_id=command.command_id, status="done",
+                   result=encode_json(result), error=None)
+        return result
+
+    def run_pending(self, limit: int = 500) -> int:
+        """Execute up to `limit` due outbox commands in one transaction; return how many."""
+        with self.store.transaction() as tx:
+            return self.run_pending_in(tx, self.now(), limit)
+
+    def run_pending_in(self, tx: Tx, now: float, limit: int = 500) -> int:
+        rows = tx.rows("claim_commands", now=now, limit=limit)
+        run = HandlerRun(tx, now, {})
+        registry = tx.store.registry
+        for command_id, type_, version, data, meta_text, attempts in rows:
+            meta = load_meta(meta_text)
+            try:
+                command = registry.decode(type_, version, data)
+                assert isinstance(command, Command)
+                run.events, run.streams = 0, []
+                self._handle(run, command, meta)
+            except CommandRejected as exc:
+                self._finish(tx, command_id, meta, "rejected", None, exc)
+                continue
+            except Exception as exc:
+                run.cache.clear()
+                self._fail(tx, command_id, attempts + 1, exc, now)
+                continue
+            result = CommandResult(command_id, "done", run.events, run.streams)
+            self._finish(tx, command_id, meta, "done", result, None)
+        return len(rows)
+
+    def _finish(
+        self,
+        tx: Tx,
+        command_id: str,
+        meta: dict[str, Any],
+        status: str,
+        result: CommandResult | None,
+        error: CommandRejected | None,
+    ) -> None:
+        tx.run(
+            "finish_command",
+            command_id=command_id,
+            status=status,
+            result=None if result is None else encode_json(result),
+            error=None if error is None else str(error),
+        )
+        if "batch_id" in meta:
+            outcome = "skipped" if isinstance(error, Skipped) else "failed"
+            batch.ack_item(tx, meta, outcome if error else None, str(error) if error else None,
+                           self.now())
+
+    def _fail(self, tx: Tx, command_id: str, attempts: int, exc: Exception, now: float) -> None:
+        """An unexpected error: retry with backoff, park after five attempts."""
+        parked = attempts >= 5
+        tx.run(
+            "retry_command",
+            command_id=command_id,
+            error=f"{type(exc).__name__}: {exc}",
+            available_at=now + min(2 ** (attempts - 1), 300),
+            status="parked" if parked else "pending",
+        )
+
+
+def _previous(command_id: str, found: tuple[Any, ...]) -> CommandResult:
+    status, result, error, _type = found
+    if result:
+        previous = msgspec.json.decode(result, type=CommandResult)
+        return msgspec.structs.replace(previous, duplicate=True)
+    return CommandResult(command_id, status, duplicate=True, error=error)
+
+
+def enqueue(
+    tx: Tx, command: Command, meta: dict[str, Any], available_at: float
+) -> None:
+    """Put a command in the outbox (a duplicate command_id is ignored)."""
+    row = message_row(tx.store.registry, command, meta)
+    tx.run(
+        "insert_command",
+        command_id=command.command_id,
+        status="pending",
+        available_at=available_at,
+        **row,
+    )
+
+
+def decode_command(tx: Tx, row: tuple[Any, ...]) -> Message:
+    return tx.store.registry.decode(row[1], row[2], row[3])

@@ -1,0 +1,194 @@
+"""Running process steps: per instance strictly in order, each step one savepoint.
+
+A claimed instance's deliveries are handled oldest first. A step's new state, its outbox
+commands, timers, batch records and the deletion of its delivery all commit together, so
+a redelivered message after a crash finds either everything done or nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+
+from procession.app import App
+from procession.errors import ProcessError
+from procession.ids import derived_id
+from procession.messages import Command, Message
+from procession.process import batch
+from procession.process.effects import (
+    CancelBatch,
+    CancelTimer,
+    Complete,
+    Schedule,
+    StartBatch,
+    TimerFired,
+)
+from procession.process.manager import Park, ProcessManager, Retry, StepContext
+from procession.runtime.commands import enqueue
+from procession.runtime.envelope import load_meta, message_row, message_time, metadata
+from procession.store.base import Tx, encode_json
+
+RUNNING = "active"
+
+
+@dataclass
+class Instance:
+    process: ProcessManager[Any]
+    instance_id: str
+    status: str
+    state: Any
+    version: int
+    changed: bool = False
+
+
+class StepRunner:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def run(self, tx: Tx, now: float, limit: int = 200) -> int:
+        claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
+        steps = 0
+        for name, instance_id, status, state_text, version in claimed:
+            process = self.app.processes.get(name)
+            if process is None:
+                continue  # a process this app does not run (another app shares the store)
+            state = None if state_text is None else self.decode_state(process, state_text)
+            inst = Instance(process, instance_id, status, state, version)
+            steps += self.run_instance(tx, inst, now)
+            if inst.status == "new":  # only messages for an instance that never started
+                tx.run("drop_unstarted", process=name, instance_id=instance_id)
+            elif inst.changed:
+                tx.run(
+                    "save_instance",
+                    process=name,
+                    instance_id=instance_id,
+                    status=inst.status,
+                    state=None if inst.state is None else encode_json(inst.state),
+                    version=inst.version,
+                    now=now,
+                )
+        return steps
+
+    def decode_state(self, process: ProcessManager[Any], text: str) -> Any:
+        if process.state_type is None:
+            return msgspec.json.decode(text)
+        return msgspec.json.decode(text, type=process.state_type)
+
+    def run_instance(self, tx: Tx, inst: Instance, now: float) -> int:
+        steps = 0
+        rows = tx.rows("instance_inbox", process=inst.process.name, instance_id=inst.instance_id)
+        for inbox_id, routing, type_, schema_version, data, meta_text, attempts, avail, parked in rows:
+            if parked or avail > now:
+                break  # order: nothing after a waiting message runs before it
+            meta = load_meta(meta_text)
+            message: Message | None = None
+            before = (inst.status, inst.state, inst.version, inst.changed)
+            try:
+                with tx.savepoint():
+                    message = tx.store.registry.decode(type_, schema_version, data)
+                    self.step(tx, inst, routing, message, meta, now)
+                    tx.run("delete_inbox", id=inbox_id)
+            except Exception as exc:
+                inst.status, inst.state, inst.version, inst.changed = before
+                self.failed(tx, inst, inbox_id, message, exc, attempts + 1, now)
+                break
+            steps += 1
+        return steps
+
+    def failed(
+        self,
+        tx: Tx,
+        inst: Instance,
+        inbox_id: int,
+        message: Message | None,
+        exc: Exception,
+        attempts: int,
+        now: float,
+    ) -> None:
+        policy = (
+            inst.process.on_error(exc, message, attempts) if message is not None else Park()
+        )
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(policy, Retry):
+            tx.run("fail_inbox", id=inbox_id, error=error, parked=0,
+                   available_at=now + policy.delay.total_seconds())
+        elif isinstance(policy, Park):
+            tx.run("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
+            inst.status, inst.changed = "parked", True
+        else:
+            tx.run("delete_inbox", id=inbox_id)
+
+    def step(
+        self, tx: Tx, inst: Instance, routing: str, message: Message, meta: dict[str, Any], now: float
+    ) -> None:
+        process = inst.process
+        running = inst.status == RUNNING
+        if routing.startswith("start"):
+            if running and routing == "start!":
+                raise ProcessError(f"{process.name} {inst.instance_id} is already running")
+            if not running:
+                inst.state, inst.version, inst.status = process.initial(), 0, RUNNING
+        elif not running:
+            if routing == "continue!":
+                raise ProcessError(f"{process.name} {inst.instance_id} is not running")
+            return  # nothing to continue: a late message for a finished instance
+        ctx = StepContext(
+            process.name, inst.instance_id, message_time(meta), meta["message_id"],
+            meta.get("correlation_id") or meta["message_id"], meta,
+        )
+        effects = process.handle(inst.state, message, ctx)
+        inst.state = process.evolve(inst.state, message)
+        inst.version += 1
+        inst.changed = True
+        for index, effect in enumerate(effects):
+            self.apply(tx, inst, effect, index, ctx, now)
+        if routing == "stop":
+            self.complete(tx, inst)
+
+    def apply(
+        self, tx: Tx, inst: Instance, effect: object, index: int, ctx: StepContext, now: float
+    ) -> None:
+        name = inst.process.name
+        if isinstance(effect, Command):
+            command_id = effect.command_id or derived_id(name, inst.instance_id, ctx.message_id, index)
+            command = msgspec.structs.replace(effect, command_id=command_id)
+            meta = metadata(command_id, ctx.correlation_id, ctx.message_id, ctx.now,
+                            process=name, instance_id=inst.instance_id)
+            enqueue(tx, command, meta, now)
+        elif isinstance(effect, Schedule):
+            self.schedule(tx, inst, effect, ctx)
+        elif isinstance(effect, CancelTimer):
+            tx.run("cancel_timer", process=name, instance_id=inst.instance_id, name=effect.name)
+        elif isinstance(effect, StartBatch):
+            meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
+            batch.start(tx, name, inst.instance_id, effect, meta, now)
+        elif isinstance(effect, CancelBatch):
+            batch.cancel(tx, effect.batch_id, now)
+        elif isinstance(effect, Complete):
+            self.complete(tx, inst)
+        else:
+            raise ProcessError(f"{name}: unknown effect {effect!r}")
+
+    def schedule(self, tx: Tx, inst: Instance, effect: Schedule, ctx: StepContext) -> None:
+        if effect.at is not None:
+            due = effect.at
+        else:
+            due = ctx.now + (effect.after or timedelta()).total_seconds()
+        message = effect.message or TimerFired(name=effect.name)
+        timer_id = derived_id("timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id)
+        meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=effect.name)
+        tx.run(
+            "set_timer",
+            process=inst.process.name,
+            instance_id=inst.instance_id,
+            name=effect.name,
+            due_at=due,
+            **message_row(tx.store.registry, message, meta),
+        )
+
+    def complete(self, tx: Tx, inst: Instance) -> None:
+        inst.status, inst.changed = "done", True
+        tx.run("cancel_all_timers", process=inst.process.name, instance_id=inst.instance_id)
