@@ -123,7 +123,9 @@ class MessageRegistry:
         except msgspec.ValidationError as exc:
             raise MalformedMessage(f"{name} v{version}: {exc}") from None
 
-    def from_dict(self, name: str, payload: Mapping[str, Any], version: int | None = None) -> Message:
+    def from_dict(
+        self, name: str, payload: Mapping[str, Any], version: int | None = None
+    ) -> Message:
         """Build a message from a plain mapping (a CLI or HTTP payload), validating it."""
         mtype = self.lookup(name)
         try:

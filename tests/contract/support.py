@@ -111,7 +111,9 @@ def _sqlite_shape(path: str) -> Shape:
         }
         indexes = sorted(
             (r[0], r[1], r[2] or "")
-            for r in conn.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index'")
+            for r in conn.execute(
+                "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index'"
+            )
         )
     finally:
         conn.close()

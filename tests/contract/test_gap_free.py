@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+
 from contract.support import Counted, make_registry
 from procession.store import Store, open_store
 
@@ -228,4 +229,3 @@ def _hammer(stores: list[Store], reader_store: Store, appends_each: int) -> None
         assert reader.received == everything, "the tailing reader skipped or repeated events"
         for snapshot in reader.snapshots:
             assert snapshot == everything[: len(snapshot)], f"gap in snapshot {snapshot}"
-

@@ -115,7 +115,7 @@ def test_metadata_ids_default_and_propagate(store: Store) -> None:
     store.append("s", deposits(3), correlation_id="corr-1", causation_id="cause-1")
     first, second, third = store.read_stream("s")
 
-    ids = {first.metadata["message_id"], second.metadata["message_id"], third.metadata["message_id"]}
+    ids = {rec.metadata["message_id"] for rec in (first, second, third)}
     assert len(ids) == 3, "every event gets its own message_id"
     for rec in (first, second):
         # an event that starts a conversation correlates with itself and has no cause
@@ -328,31 +328,35 @@ def test_racing_appenders_with_the_same_expected_version_one_wins(
     with open_store(store_url, registry) as one, open_store(store_url, registry) as two:
         for round_ in range(10):
             stream = f"race-{round_}"
-            barrier = threading.Barrier(2)
-            outcomes: list[str] = []
-
-            def run(store: Store, amount: int, stream: str = stream) -> None:
-                barrier.wait()
-                try:
-                    store.append(stream, deposits(amount), NO_STREAM)
-                    outcomes.append("ok")
-                except ConcurrencyError:
-                    outcomes.append("conflict")
-
-            threads = [threading.Thread(target=run, args=(s, n)) for s, n in ((one, 1), (two, 2))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            assert sorted(outcomes) == ["conflict", "ok"]
+            assert sorted(_race(stream, one, two)) == ["conflict", "ok"]
             assert len(one.read_stream(stream)) == 1
+
+
+def _race(stream: str, *stores: Store) -> list[str]:
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+
+    def run(store: Store, amount: int) -> None:
+        barrier.wait()
+        try:
+            store.append(stream, deposits(amount), NO_STREAM)
+            outcomes.append("ok")
+        except ConcurrencyError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=run, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return outcomes
 
 
 # -- bad messages -------------------------------------------------------------------------------
 
 
 def test_appending_an_unregistered_type_raises_and_appends_nothing(store: Store) -> None:
-    with pytest.raises(UnknownMessageType, match="NotRegistered.*not registered"):
+    with pytest.raises(UnknownMessageType, match=r"NotRegistered.*not registered"):
         store.append("s", [Deposited(account="a", amount=1), NotRegistered(n=1)])
     assert store.read_stream("s") == []
     assert store.head_position() == 0

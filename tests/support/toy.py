@@ -170,7 +170,9 @@ class AccountsByGroup(Projection):
         )
 
     def closed(self, tx: Tx, e: AccountClosed, info: EventInfo) -> None:
-        tx.sql("UPDATE toy_accounts SET status = 'closed' WHERE account_id = :a", {"a": e.account_id})
+        tx.sql(
+            "UPDATE toy_accounts SET status = 'closed' WHERE account_id = :a", {"a": e.account_id}
+        )
 
 
 def accounts_of_group(
@@ -214,13 +216,20 @@ class GroupReview(ProcessManager[ReviewState]):
             previous = state.batches[-1] if state.batches else None
             return [
                 StartBatch(
-                    batch_id=batch_id, source="accounts_of_group", template="freeze",
-                    fence=position, params={"group": message.group}, max_in_flight=50,
-                    page_size=100, supersedes=previous,
+                    batch_id=batch_id,
+                    source="accounts_of_group",
+                    template="freeze",
+                    fence=position,
+                    params={"group": message.group},
+                    max_in_flight=50,
+                    page_size=100,
+                    supersedes=previous,
                 )
             ]
-        if isinstance(message, BatchCompleted) and state.batches and (
-            message.batch_id == state.batches[-1]
+        if (
+            isinstance(message, BatchCompleted)
+            and state.batches
+            and (message.batch_id == state.batches[-1])
         ):
             return [Complete()]
         return []
@@ -280,8 +289,9 @@ def freeze_template(target: str, params: dict[str, Any]) -> Command:
 
 def build_app() -> App:
     app = App("toy")
-    app.register(AccountOpened, AccountFrozen, AccountThawed, AccountClosed, GroupReviewRequested,
-                 Reminder)
+    app.register(
+        AccountOpened, AccountFrozen, AccountThawed, AccountClosed, GroupReviewRequested, Reminder
+    )
     for command in (OpenAccount, Freeze, Thaw, Close):
         app.command(command, Account, to=lambda c: c.account_id)
     app.command(ReviewGroup, Group, to=lambda c: c.group)

@@ -71,7 +71,9 @@ def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None = None) 
     tx.run("set_batch_status", batch_id=batch_id, status="cancelling", superseded_by=superseded_by)
 
 
-def ack_item(tx: Tx, meta: dict[str, Any], outcome: str | None, detail: str | None, now: float) -> None:
+def ack_item(
+    tx: Tx, meta: dict[str, Any], outcome: str | None, detail: str | None, now: float
+) -> None:
     """A batch command was executed (outcome None) or rejected (failed / skipped)."""
     if outcome is None:
         outcome = "awaiting" if meta.get("batch_await") else "done"
@@ -89,6 +91,15 @@ def ack_item(tx: Tx, meta: dict[str, Any], outcome: str | None, detail: str | No
 def finish_target(tx: Tx, target_id: str, outcome: str, detail: str | None, now: float) -> None:
     """An outcome event: every open (dispatched or awaiting) item of the target finishes."""
     tx.run("finish_open_items", target_id=target_id, status=outcome, detail=detail, now=now)
+
+
+def completion_due(status: str, open_items: int) -> bool:
+    """A batch completes when enumeration has ended and *every* item has finished.
+
+    `open_items` counts items pending, dispatched or awaiting an outcome; one is enough to
+    keep the batch open. A batch still enumerating may have targets not yet seen.
+    """
+    return status in ("running", "cancelling") and open_items == 0
 
 
 @dataclass
@@ -132,13 +143,14 @@ class BatchWorker:
         return work
 
     def step(self, tx: Tx, batch: Batch, now: float) -> int:
+        """Enumerate a page, dispatch up to the throttle, complete when nothing is open."""
         work = 0
         if batch.status == "enumerating":
             work += self.enumerate(tx, batch, now)
         if batch.status != "cancelling":
             work += self.dispatch(tx, batch, now)
-        if batch.status in ("running", "cancelling") and not tx.rows(
-            "batch_has_open_items", batch_id=batch.batch_id
+        if completion_due(
+            batch.status, open_items=len(tx.rows("batch_has_open_items", batch_id=batch.batch_id))
         ):
             self.complete(tx, batch, now)
             work += 1
@@ -147,7 +159,9 @@ class BatchWorker:
     def enumerate(self, tx: Tx, batch: Batch, now: float) -> int:
         source = self.app.sources.get(batch.source)
         if source is None:
-            raise ConfigurationError(f"batch {batch.batch_id}: unknown target source {batch.source!r}")
+            raise ConfigurationError(
+                f"batch {batch.batch_id}: unknown target source {batch.source!r}"
+            )
         if tx.checkpoint(f"projection:{source.projection}") < batch.fence:
             return 0  # the read model has not reached the fence yet
         targets = source.page(tx, batch.params, batch.fence, batch.cursor, batch.page_size)
@@ -187,26 +201,43 @@ class BatchWorker:
             command_id = derived_id("batch", batch.batch_id, target)
             command = msgspec.structs.replace(command, command_id=command_id)
             meta = metadata(
-                command_id, batch.batch_id, cause, now,
-                batch_id=batch.batch_id, batch_target=target,
+                command_id,
+                batch.batch_id,
+                cause,
+                now,
+                batch_id=batch.batch_id,
+                batch_target=target,
                 batch_await=bool(batch.metadata.get("await_outcome", True)),
             )
             enqueue(tx, command, meta, now)
         tx.many(
             "set_item_status",
             [
-                {"batch_id": batch.batch_id, "target_id": t, "status": "dispatched",
-                 "detail": None, "now": now, "from_status": "pending"}
+                {
+                    "batch_id": batch.batch_id,
+                    "target_id": t,
+                    "status": "dispatched",
+                    "detail": None,
+                    "now": now,
+                    "from_status": "pending",
+                }
                 for t in targets
             ],
         )
         return len(targets)
 
     def complete(self, tx: Tx, batch: Batch, now: float) -> None:
-        counts = dict(tx.rows("batch_counts", batch_id=batch.batch_id))
+        counts: dict[str, int] = dict(tx.rows("batch_counts", batch_id=batch.batch_id))
         status = "completed" if batch.status == "running" else "cancelled"
-        tx.run("finish_batch", batch_id=batch.batch_id, status=status, now=now,
-               superseded_by=_superseded_by(tx, batch.batch_id))
+        finished = tx.run(
+            "finish_batch",
+            batch_id=batch.batch_id,
+            status=status,
+            now=now,
+            superseded_by=_superseded_by(tx, batch.batch_id),
+        )
+        if finished != 1:
+            return  # already completed: the owner is told once
         message = BatchCompleted(
             batch_id=batch.batch_id,
             status=status,

@@ -150,8 +150,13 @@ class CommandBus:
                 available_at=now,
                 **row,
             )
-            tx.run("finish_command", command_id=command.command_id, status="done",
-                   result=encode_json(result), error=None)
+            tx.run(
+                "finish_command",
+                command_id=command.command_id,
+                status="done",
+                result=encode_json(result),
+                error=None,
+            )
         return result
 
     def run_pending(self, limit: int = 500) -> int:
@@ -199,8 +204,9 @@ class CommandBus:
         )
         if "batch_id" in meta:
             outcome = "skipped" if isinstance(error, Skipped) else "failed"
-            batch.ack_item(tx, meta, outcome if error else None, str(error) if error else None,
-                           self.now())
+            batch.ack_item(
+                tx, meta, outcome if error else None, str(error) if error else None, self.now()
+            )
 
     def _fail(self, tx: Tx, command_id: str, attempts: int, exc: Exception, now: float) -> None:
         """An unexpected error: retry with backoff, park after five attempts."""
@@ -222,9 +228,7 @@ def _previous(command_id: str, found: tuple[Any, ...]) -> CommandResult:
     return CommandResult(command_id, status, duplicate=True, error=error)
 
 
-def enqueue(
-    tx: Tx, command: Command, meta: dict[str, Any], available_at: float
-) -> None:
+def enqueue(tx: Tx, command: Command, meta: dict[str, Any], available_at: float) -> None:
     """Put a command in the outbox (a duplicate command_id is ignored)."""
     row = message_row(tx.store.registry, command, meta)
     tx.run(

@@ -34,7 +34,9 @@ def message_time(meta: dict[str, Any]) -> float:
     return datetime.fromisoformat(meta["occurred_at"]).timestamp()
 
 
-def message_row(registry: MessageRegistry, message: Message, meta: dict[str, Any]) -> dict[str, Any]:
+def message_row(
+    registry: MessageRegistry, message: Message, meta: dict[str, Any]
+) -> dict[str, Any]:
     """The columns a stored message (command, inbox entry, timer) is kept in."""
     name, version, data = registry.encode(message)
     return {"type": name, "schema_version": version, "data": data, "metadata": encode_json(meta)}

@@ -36,7 +36,9 @@ class Projector:
         for position, stream_id, version, type_, schema_version, data, meta in rows:
             if type_ in wanted:
                 event = registry.decode(type_, schema_version, data)
-                projection.handle(tx, event, EventInfo(position, stream_id, version, load_meta(meta)))
+                projection.handle(
+                    tx, event, EventInfo(position, stream_id, version, load_meta(meta))
+                )
         if rows:
             tx.set_checkpoint(key, rows[-1][0])
         return len(rows)

@@ -48,7 +48,14 @@ def bulk_gc() -> Iterator[None]:
 
 
 class Runtime:
-    def __init__(self, app: App, store: Store, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        clock: Clock | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
+        """`skip` names stages not to run here (e.g. {"commands"} in a process test)."""
         app.check()
         self.app = app
         self.store = store
@@ -62,16 +69,14 @@ class Runtime:
         self.batches = BatchWorker(app)
         self.projector.setup(store)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
-            *[
-                (f"projection:{name}", self._projection_stage(name))
-                for name in app.projections
-            ],
+            *[(f"projection:{name}", self._projection_stage(name)) for name in app.projections],
             ("router", self.router.run),
             ("processes", self.steps.run),
             ("commands", lambda tx, now: self.commands.run_pending_in(tx, now)),
             ("timers", fire_due),
             ("batches", self.batches.run),
         ]
+        self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
 
     def _projection_stage(self, name: str) -> Callable[[Tx, float], int]:
         projection = self.app.projections[name]
@@ -114,6 +119,13 @@ class Runtime:
                 stats.clock_advances += 1
         return stats
 
+    def run_until_idle_no_advance(self) -> int:
+        """Run until nothing is ready now, without moving any clock; the work done."""
+        total = 0
+        while done := self.run_once():
+            total += done
+        return total
+
     def run_forever(
         self, stop: threading.Event, idle_sleep: float = 0.05, max_sleep: float = 1.0
     ) -> None:
@@ -148,7 +160,8 @@ class Runtime:
         while True:
             with self.store.transaction() as tx:
                 behind = [
-                    p for name, p in self.app.projections.items()
+                    p
+                    for name, p in self.app.projections.items()
                     if tx.checkpoint(checkpoint_name(name)) < position
                 ]
                 for projection in behind:

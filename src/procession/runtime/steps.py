@@ -32,6 +32,8 @@ from procession.runtime.envelope import load_meta, message_row, message_time, me
 from procession.store.base import Tx, encode_json
 
 RUNNING = "active"
+SEEN_KEPT = 32
+"""Ids of recent non-event messages (timers, batch completions) kept for deduplication."""
 
 
 @dataclass
@@ -41,7 +43,24 @@ class Instance:
     status: str
     state: Any
     version: int
+    last_position: int
+    seen: list[str]
     changed: bool = False
+    parked: bool = False
+
+    def already_handled(self, meta: dict[str, Any]) -> bool:
+        """A redelivery: an event at or below the high-water position, or a message id seen."""
+        position = meta.get("position")
+        if position is not None:
+            return int(position) <= self.last_position
+        return meta["message_id"] in self.seen
+
+    def mark_handled(self, meta: dict[str, Any]) -> None:
+        position = meta.get("position")
+        if position is not None:
+            self.last_position = max(self.last_position, int(position))
+        else:
+            self.seen = [*self.seen[-(SEEN_KEPT - 1) :], meta["message_id"]]
 
 
 class StepRunner:
@@ -51,14 +70,15 @@ class StepRunner:
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
         claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
         steps = 0
-        for name, instance_id, status, state_text, version in claimed:
+        for name, instance_id, status, state_text, version, last_position, seen in claimed:
             process = self.app.processes.get(name)
             if process is None:
                 continue  # a process this app does not run (another app shares the store)
             state = None if state_text is None else self.decode_state(process, state_text)
-            inst = Instance(process, instance_id, status, state, version)
+            seen_ids = [] if not seen else msgspec.json.decode(seen)
+            inst = Instance(process, instance_id, status, state, version, last_position, seen_ids)
             steps += self.run_instance(tx, inst, now)
-            if inst.status == "new":  # only messages for an instance that never started
+            if inst.status == "new" and not inst.parked:  # only messages it will never take
                 tx.run("drop_unstarted", process=name, instance_id=instance_id)
             elif inst.changed:
                 tx.run(
@@ -66,8 +86,11 @@ class StepRunner:
                     process=name,
                     instance_id=instance_id,
                     status=inst.status,
+                    parked=int(inst.parked),
                     state=None if inst.state is None else encode_json(inst.state),
                     version=inst.version,
+                    last_position=inst.last_position,
+                    seen=encode_json(inst.seen) if inst.seen else None,
                     now=now,
                 )
         return steps
@@ -80,19 +103,48 @@ class StepRunner:
     def run_instance(self, tx: Tx, inst: Instance, now: float) -> int:
         steps = 0
         rows = tx.rows("instance_inbox", process=inst.process.name, instance_id=inst.instance_id)
-        for inbox_id, routing, type_, schema_version, data, meta_text, attempts, avail, parked in rows:
+        for (
+            inbox_id,
+            routing,
+            type_,
+            schema_version,
+            data,
+            meta_text,
+            attempts,
+            avail,
+            parked,
+        ) in rows:
             if parked or avail > now:
                 break  # order: nothing after a waiting message runs before it
             meta = load_meta(meta_text)
             message: Message | None = None
-            before = (inst.status, inst.state, inst.version, inst.changed)
+            if inst.already_handled(meta):
+                tx.run("delete_inbox", id=inbox_id)
+                continue
+            before = (
+                inst.status,
+                inst.state,
+                inst.version,
+                inst.changed,
+                inst.last_position,
+                inst.seen,
+            )
             try:
                 with tx.savepoint():
                     message = tx.store.registry.decode(type_, schema_version, data)
                     self.step(tx, inst, routing, message, meta, now)
                     tx.run("delete_inbox", id=inbox_id)
+                    inst.mark_handled(meta)
+                    inst.changed = True
             except Exception as exc:
-                inst.status, inst.state, inst.version, inst.changed = before
+                (
+                    inst.status,
+                    inst.state,
+                    inst.version,
+                    inst.changed,
+                    inst.last_position,
+                    inst.seen,
+                ) = before
                 self.failed(tx, inst, inbox_id, message, exc, attempts + 1, now)
                 break
             steps += 1
@@ -108,21 +160,30 @@ class StepRunner:
         attempts: int,
         now: float,
     ) -> None:
-        policy = (
-            inst.process.on_error(exc, message, attempts) if message is not None else Park()
-        )
+        policy = inst.process.on_error(exc, message, attempts) if message is not None else Park()
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(policy, Retry):
-            tx.run("fail_inbox", id=inbox_id, error=error, parked=0,
-                   available_at=now + policy.delay.total_seconds())
+            tx.run(
+                "fail_inbox",
+                id=inbox_id,
+                error=error,
+                parked=0,
+                available_at=now + policy.delay.total_seconds(),
+            )
         elif isinstance(policy, Park):
             tx.run("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
-            inst.status, inst.changed = "parked", True
+            inst.parked, inst.changed = True, True
         else:
             tx.run("delete_inbox", id=inbox_id)
 
     def step(
-        self, tx: Tx, inst: Instance, routing: str, message: Message, meta: dict[str, Any], now: float
+        self,
+        tx: Tx,
+        inst: Instance,
+        routing: str,
+        message: Message,
+        meta: dict[str, Any],
+        now: float,
     ) -> None:
         process = inst.process
         running = inst.status == RUNNING
@@ -136,8 +197,12 @@ class StepRunner:
                 raise ProcessError(f"{process.name} {inst.instance_id} is not running")
             return  # nothing to continue: a late message for a finished instance
         ctx = StepContext(
-            process.name, inst.instance_id, message_time(meta), meta["message_id"],
-            meta.get("correlation_id") or meta["message_id"], meta,
+            process.name,
+            inst.instance_id,
+            message_time(meta),
+            meta["message_id"],
+            meta.get("correlation_id") or meta["message_id"],
+            meta,
         )
         effects = process.handle(inst.state, message, ctx)
         inst.state = process.evolve(inst.state, message)
@@ -153,10 +218,18 @@ class StepRunner:
     ) -> None:
         name = inst.process.name
         if isinstance(effect, Command):
-            command_id = effect.command_id or derived_id(name, inst.instance_id, ctx.message_id, index)
+            command_id = effect.command_id or derived_id(
+                name, inst.instance_id, ctx.message_id, index
+            )
             command = msgspec.structs.replace(effect, command_id=command_id)
-            meta = metadata(command_id, ctx.correlation_id, ctx.message_id, ctx.now,
-                            process=name, instance_id=inst.instance_id)
+            meta = metadata(
+                command_id,
+                ctx.correlation_id,
+                ctx.message_id,
+                ctx.now,
+                process=name,
+                instance_id=inst.instance_id,
+            )
             enqueue(tx, command, meta, now)
         elif isinstance(effect, Schedule):
             self.schedule(tx, inst, effect, ctx)
@@ -178,7 +251,9 @@ class StepRunner:
         else:
             due = ctx.now + (effect.after or timedelta()).total_seconds()
         message = effect.message or TimerFired(name=effect.name)
-        timer_id = derived_id("timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id)
+        timer_id = derived_id(
+            "timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id
+        )
         meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=effect.name)
         tx.run(
             "set_timer",

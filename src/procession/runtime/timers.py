@@ -25,9 +25,6 @@ def fire_due(tx: Tx, now: float, limit: int = 1000) -> int:
     )
     tx.many(
         "delete_timer",
-        [
-            {"process": r[0], "instance_id": r[1], "name": r[2], "due_at": r[3]}
-            for r in rows
-        ],
+        [{"process": r[0], "instance_id": r[1], "name": r[2], "due_at": r[3]} for r in rows],
     )
     return len(rows)

@@ -36,7 +36,8 @@ def encode_json(value: Any) -> str:
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, sql: str, params: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, params: Iterable[Any], /) -> Any: ...

@@ -47,7 +47,7 @@ class PostgresBackend:
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
         with self.pool.connection() as conn, conn.cursor() as cursor:
-            yield cursor  # type: ignore[misc]
+            yield cursor
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)

@@ -84,11 +84,12 @@ VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metada
 -- name: claim_instances
 -- Instances with deliveries ready, oldest delivery first. Scanning the inbox in id order with a
 -- LIMIT (not GROUP BY over the whole inbox) keeps a claim cheap when a million are queued.
-SELECT p.process, p.instance_id, p.status, p.state, p.version FROM process_instances p
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen
+FROM process_instances p
 WHERE (p.process, p.instance_id) IN (
   SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
   ORDER BY id LIMIT :scan)
-AND p.status <> 'parked'
+AND p.parked = 0
 LIMIT :limit;
 
 -- name: instance_inbox
@@ -108,7 +109,7 @@ SELECT MIN(available_at) FROM inbox WHERE parked = 0;
 
 -- name: save_instance
 UPDATE process_instances SET status = :status, state = :state, version = :version,
-  updated_at = :now
+  parked = :parked, last_position = :last_position, seen = :seen, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
 
 -- name: get_instance
@@ -240,3 +241,7 @@ DELETE FROM process_instances WHERE process = :process AND instance_id = :instan
   AND status = 'new'
   AND NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.process = :process
                   AND inbox.instance_id = :instance_id);
+
+-- name: resume_instance
+UPDATE process_instances SET parked = 0, updated_at = :now
+WHERE process = :process AND instance_id = :instance_id;

@@ -32,6 +32,9 @@ CREATE TABLE process_instances (
   status TEXT NOT NULL,
   state TEXT,
   version INTEGER NOT NULL DEFAULT 0,
+  parked INTEGER NOT NULL DEFAULT 0,
+  last_position BIGINT NOT NULL DEFAULT 0,
+  seen TEXT,
   updated_at DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (process, instance_id)
 );

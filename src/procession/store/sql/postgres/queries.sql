@@ -24,11 +24,12 @@ FOR UPDATE SKIP LOCKED;
 -- name: claim_instances
 -- Whole instances are claimed (row lock held to commit), so two workers never run steps of
 -- one instance at once; SKIP LOCKED lets the second worker take the next instances instead.
-SELECT p.process, p.instance_id, p.status, p.state, p.version FROM process_instances p
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen
+FROM process_instances p
 WHERE (p.process, p.instance_id) IN (
   SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
   ORDER BY id LIMIT :scan)
-AND p.status <> 'parked'
+AND p.parked = 0
 LIMIT :limit
 FOR UPDATE OF p SKIP LOCKED;
 

@@ -1,0 +1,142 @@
+"""`procession`: run workers and inspect a store from the shell.
+
+    procession worker --app package.module:app --db postgresql://... [--clock virtual]
+    procession status --db URL [--json]
+    procession parked --db URL [--json]        procession retry ID / skip ID --db URL
+
+Errors are printed as one line (no traceback) with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import typer
+
+from procession.app import App
+from procession.errors import ProcessionError
+from procession.runtime import operations
+from procession.runtime.clock import Clock, SystemClock, VirtualClock
+from procession.runtime.runtime import Runtime
+from procession.store import Store, open_store
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+DbOption = Annotated[str, typer.Option("--db", help="store URL", envvar="PROCESSION_DB")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def load_app(spec: str) -> App:
+    """`module:attr` where attr is an App or a function returning one."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ProcessionError(f"--app must look like package.module:attribute, got {spec!r}")
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ProcessionError(f"cannot load app {spec!r}: {exc}") from None
+    app = target() if callable(target) and not isinstance(target, App) else target
+    if not isinstance(app, App):
+        raise ProcessionError(f"{spec!r} is not a procession App")
+    return app
+
+
+def make_clock(kind: str, store: Store) -> Clock:
+    if kind == "virtual":
+        return VirtualClock(store=store)
+    if kind == "system":
+        return SystemClock()
+    raise ProcessionError(f"--clock must be system or virtual, not {kind!r}")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+    else:
+        human()
+
+
+@cli.command()
+def worker(
+    app: Annotated[str, typer.Option(help="the application, as module:attribute")],
+    db: DbOption,
+    clock: Annotated[str, typer.Option(help="system or virtual")] = "system",
+    until_idle: Annotated[bool, typer.Option(help="stop when no work is ready")] = False,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (graceful: the current transaction finishes)."""
+    application = load_app(app)
+    store = open_store(db)
+    runtime = Runtime(application, store, make_clock(clock, store))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"worker started on {store.backend.name}", err=True)
+    if until_idle:
+        runtime.run_until_idle()
+    else:
+        runtime.run_forever(stop)
+    store.close()
+    typer.echo("worker stopped", err=True)
+
+
+@cli.command()
+def status(db: DbOption, as_json: JsonOption = False) -> None:
+    """Log head, checkpoints, queued work and parked messages."""
+    with open_store(db) as store:
+        data = operations.status(store)
+    emit(data, as_json, lambda: echo_lines(f"{k}: {v}" for k, v in data.items()))
+
+
+@cli.command()
+def parked(db: DbOption, as_json: JsonOption = False) -> None:
+    """Parked deliveries and commands, with their errors."""
+    with open_store(db) as store:
+        items = operations.parked(store)
+    emit({"parked": items}, as_json, lambda: echo_lines(json.dumps(i) for i in items))
+
+
+@cli.command()
+def retry(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
+    """Put a parked delivery (numeric id) or command (its command_id) back to work."""
+    with open_store(db) as store:
+        ok = operations.retry(store, item_id)
+    if not ok:
+        fail(f"no parked message {item_id!r}")
+    emit({"id": item_id, "retried": True}, as_json, lambda: typer.echo(f"retrying {item_id}"))
+
+
+@cli.command()
+def skip(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
+    """Drop a parked delivery or command for good (its instance then goes on)."""
+    with open_store(db) as store:
+        ok = operations.skip(store, item_id)
+    if not ok:
+        fail(f"no parked message {item_id!r}")
+    emit({"id": item_id, "skipped": True}, as_json, lambda: typer.echo(f"skipped {item_id}"))
+
+
+def main() -> None:
+    try:
+        cli()
+    except ProcessionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
