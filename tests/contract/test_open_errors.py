@@ -67,26 +67,21 @@ def test_unreachable_postgres_is_store_unavailable_naming_host_and_port() -> Non
     assert "s3cret-pw" not in message, "the password must never appear in an error"
 
 
-def test_missing_postgres_database_is_store_unavailable(store_url: str) -> None:
-    if is_sqlite(store_url):
-        pytest.skip("PostgreSQL only: a SQLite database is created on demand")
-    url = re.sub(r"/test(\?|$)", r"/no_such_database_here\1", store_url)
+def test_missing_postgres_database_is_store_unavailable(pg_url: str) -> None:
+    url = re.sub(r"/test(\?|$)", r"/no_such_database_here\1", pg_url)
+    assert url != pg_url
     with pytest.raises(StoreUnavailable, match="no_such_database_here"):
         open_store(url)
 
 
-def test_unopenable_sqlite_path_is_store_unavailable(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            strict=True,
-            raises=SchemaError,
-            reason="BUG: sqlite3.OperationalError ('unable to open database file') is a "
-            "subclass of DatabaseError, so SQLiteBackend maps a path in a missing directory "
-            "to SchemaError ('not a usable SQLite database') instead of StoreUnavailable",
-        )
-    )
+@pytest.mark.xfail(
+    strict=True,
+    raises=SchemaError,
+    reason="BUG: sqlite3.OperationalError ('unable to open database file') is a subclass of "
+    "DatabaseError, so SQLiteBackend maps a path in a missing directory to SchemaError "
+    "('not a usable SQLite database') instead of StoreUnavailable",
+)
+def test_unopenable_sqlite_path_is_store_unavailable(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/missing-dir/store.db"
     with pytest.raises(StoreUnavailable, match="missing-dir"):
         open_store(url)
