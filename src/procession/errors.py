@@ -7,7 +7,7 @@ class ProcessionError(Exception):
     """Base class: catch this to handle any procession failure."""
 
 
-class ConfigurationError(ProcessionError):
+class ConfigurationError(ProcessionError, ValueError):
     """The store URL, schema or application wiring is wrong."""
 
 

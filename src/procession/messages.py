@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from procession.errors import MalformedMessage, UnknownMessageType
+from procession.errors import ConfigurationError, MalformedMessage, UnknownMessageType
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,10 +71,10 @@ class MessageRegistry:
         )
         existing = self._by_name.get(mtype.name)
         if existing is not None and existing.cls is not cls:
-            raise ValueError(f"message name {mtype.name!r} is already registered")
+            raise ConfigurationError(f"message name {mtype.name!r} is already registered")
         missing = [v for v in range(1, version) if v not in mtype.upcasters]
         if version > 1 and missing and mtype.upcasters:
-            raise ValueError(f"{mtype.name}: no upcaster from version(s) {missing}")
+            raise ConfigurationError(f"{mtype.name}: no upcaster from version(s) {missing}")
         self._by_name[mtype.name] = mtype
         self._by_cls[cls] = mtype
         return cls
@@ -120,7 +120,7 @@ class MessageRegistry:
                 return mtype.decoder.decode(data)  # type: ignore[no-any-return]
             payload = msgspec.json.decode(data)
             return self.convert(mtype, payload, version)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise MalformedMessage(f"{name} v{version}: {exc}") from None
 
     def from_dict(

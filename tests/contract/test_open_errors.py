@@ -7,11 +7,9 @@ Scenarios that exist on one backend only (a garbage file is a SQLite thing) say 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from contract.support import Counted, deposits, is_sqlite, make_registry, raw_execute
@@ -45,12 +43,6 @@ def test_malformed_sqlite_url_is_a_configuration_error(url: str) -> None:
     assert "sqlite:///path/to.db" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreUnavailable,
-    reason="BUG: a PostgreSQL URL that cannot be parsed (port 'notaport') raises "
-    "StoreUnavailable('cannot connect ... invalid integer value') instead of ConfigurationError",
-)
 def test_malformed_postgres_url_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         open_store("postgresql://postgres@127.0.0.1:notaport/test")
@@ -74,13 +66,6 @@ def test_missing_postgres_database_is_store_unavailable(pg_url: str) -> None:
         open_store(url)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SchemaError,
-    reason="BUG: sqlite3.OperationalError ('unable to open database file') is a subclass of "
-    "DatabaseError, so SQLiteBackend maps a path in a missing directory to SchemaError "
-    "('not a usable SQLite database') instead of StoreUnavailable",
-)
 def test_unopenable_sqlite_path_is_store_unavailable(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/missing-dir/store.db"
     with pytest.raises(StoreUnavailable, match="missing-dir"):
@@ -109,27 +94,7 @@ def _owned_tables() -> list[str]:
     return [n for n in names if n != "procession_meta"]
 
 
-_CHECK_SCHEMA_MISSES = {"batches", "batch_items", "snapshots"}
-
-
-@pytest.mark.parametrize(
-    "table",
-    [
-        pytest.param(
-            t,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=(sqlite3.OperationalError, psycopg.errors.DuplicateTable),
-                reason=f"BUG: check_schema does not know procession creates {t!r}; opening a "
-                f"database with a foreign {t!r} table leaks the driver's 'already exists' "
-                "error instead of SchemaError",
-            ),
-        )
-        if t in _CHECK_SCHEMA_MISSES
-        else t
-        for t in _owned_tables()
-    ],
-)
+@pytest.mark.parametrize("table", _owned_tables())
 def test_foreign_table_under_our_name_is_a_schema_error(store_url: str, table: str) -> None:
     raw_execute(
         store_url,

@@ -10,7 +10,6 @@ import threading
 from datetime import UTC, datetime
 
 import msgspec
-import psycopg
 import pytest
 
 from contract.support import (
@@ -212,12 +211,6 @@ def test_read_all_pages_see_every_event_once(store_url: str, registry: MessageRe
             assert positions(list(store.read_all(page_size=page_size))) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(IndexError, psycopg.errors.InvalidRowCountInLimitClause),
-    reason="BUG: Store.read_all does not validate page_size; page_size <= 0 fails with "
-    "IndexError (rows[-1] of an empty page) or PostgreSQL's 'LIMIT must not be negative'",
-)
 @pytest.mark.parametrize("page_size", [0, -1])
 def test_read_all_rejects_a_page_size_below_one(store: Store, page_size: int) -> None:
     _seed(store, 3)

@@ -171,12 +171,6 @@ def test_payload_of_the_wrong_shape_is_a_malformed_message(store_url: str) -> No
         decode_row(registry_v1(), row)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=msgspec.DecodeError,
-    reason="BUG: MessageRegistry.decode catches only msgspec.ValidationError; a stored payload "
-    "that is not JSON escapes as a raw msgspec.DecodeError instead of MalformedMessage",
-)
 @pytest.mark.parametrize("version", [1, 2], ids=["current-version", "older-version"])
 def test_payload_that_is_not_json_is_a_malformed_message(store_url: str, version: int) -> None:
     registry = registry_v1() if version == 1 else registry_v2()

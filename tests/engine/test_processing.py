@@ -6,6 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from tests.support.toy import (
+    Close,
+    Freeze,
+    OpenAccount,
+    ReviewGroup,
+    build_app,
+)
 
 from procession import (
     CommandRejected,
@@ -16,13 +23,6 @@ from procession import (
     open_store,
 )
 from procession.process.batch import completion_due
-from tests.support.toy import (
-    Close,
-    Freeze,
-    OpenAccount,
-    ReviewGroup,
-    build_app,
-)
 
 DAY = 86400.0
 
@@ -47,8 +47,7 @@ def events_of(store: Store, type_: str) -> list[Any]:
 def instances(store: Store, process: str) -> dict[str, tuple[str, str | None, int]]:
     with store.transaction() as tx:
         rows = tx.sql(
-            "SELECT instance_id, status, state, version FROM process_instances"
-            " WHERE process = :p",
+            "SELECT instance_id, status, state, version FROM process_instances WHERE process = :p",
             {"p": process},
         )
     return {r[0]: (r[1], r[2], r[3]) for r in rows}

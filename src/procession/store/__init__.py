@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from procession.errors import ConfigurationError, SchemaError
@@ -50,6 +51,10 @@ def _backend(url: str) -> Backend:
     if scheme in ("postgresql", "postgres"):
         from procession.store.postgres import PostgresBackend
 
+        try:
+            _ = urlsplit(url).port  # raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad PostgreSQL URL: {exc}") from None
         return PostgresBackend(url)
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r} in {url!r}: "
@@ -81,7 +86,12 @@ def migrate(store: Store) -> int:
 def _current_version(tx: Tx, backend: Backend) -> int:
     tables = backend.table_names(tx.cursor)
     marked = "procession_meta" in tables
-    check_schema(tables, marked)
+    ours = {
+        name
+        for _, script in queries.migrations(backend.name)
+        for name in re.findall(r"CREATE TABLE (\w+)", script)
+    }
+    check_schema(tables, marked, ours)
     if not marked:
         return 0
     if tx.get_meta("schema") != SCHEMA_MARK:

@@ -290,6 +290,8 @@ class Store:
         Pages with a keyset on position, one short transaction per page, so it streams a log
         of any length in flat memory; `limit` caps the number of events yielded.
         """
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
         start, left = from_position, limit
         while left is None or left > 0:
             size = page_size if left is None else min(page_size, left)
@@ -332,10 +334,9 @@ class _TxContext:
         return self._inner.__exit__(*exc)
 
 
-def check_schema(tables: set[str], marked: bool) -> None:
+def check_schema(tables: set[str], marked: bool, ours: set[str]) -> None:
     """Refuse a database that holds someone else's tables under our names."""
-    ours = {"events", "commands", "checkpoints", "process_instances", "inbox", "timers"}
-    clash = sorted(ours & tables)
+    clash = sorted((ours - {"procession_meta"}) & tables)
     if clash and not marked:
         raise SchemaError(
             f"the database has tables procession would create ({', '.join(clash)}) "

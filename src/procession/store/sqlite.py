@@ -28,10 +28,10 @@ class SQLiteBackend:
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._pragmas(path)
+        except sqlite3.OperationalError as exc:  # before DatabaseError: it is a subclass
+            raise StoreUnavailable(f"cannot open {url}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"{url} is not a usable SQLite database: {exc}") from None
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open {url}: {exc}") from None
 
     def _pragmas(self, path: str) -> None:
         run = self.conn.execute

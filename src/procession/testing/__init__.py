@@ -15,13 +15,23 @@ import msgspec
 
 from procession.aggregate import Aggregate
 from procession.app import App
-from procession.messages import Command, Event, Message
+from procession.messages import Command, Event, Message, MessageRegistry, MessageType
+from procession.process.effects import ENGINE_MESSAGES
 from procession.process.manager import ProcessManager
 from procession.runtime.clock import VirtualClock
 from procession.runtime.runtime import Runtime
 from procession.store import open_store
 
 S = TypeVar("S")
+
+
+class _LenientRegistry(MessageRegistry):
+    """Registers message classes on first sight: a process test need not list its commands."""
+
+    def type_of(self, message: Message) -> MessageType:
+        if type(message) not in self._by_cls:
+            self.register(type(message))
+        return super().type_of(message)
 
 
 def _plain(messages: Sequence[Message]) -> list[tuple[str, dict[str, Any]]]:
@@ -81,6 +91,9 @@ class ProcessScenario:
 
     def __init__(self, process: ProcessManager[Any], app: App | None = None) -> None:
         self.app = app or App("process-test")
+        if app is None:
+            self.app.messages = _LenientRegistry()
+            self.app.messages.register_all(*ENGINE_MESSAGES)
         if process.name not in self.app.processes:
             self.app.process(process)
         for event_type in process.interested_in:

@@ -1,0 +1,120 @@
+"""Batches: throttle, cancel, supersede, resumable enumeration, progress."""
+
+from __future__ import annotations
+
+from tests.engine.test_processing import events_of, make_runtime, setup_group
+from tests.support.toy import ReviewGroup, build_app
+
+from procession import CancelBatch, Runtime, StartBatch, VirtualClock, open_store
+from procession.process.batch import BatchWorker
+
+
+def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    with store.transaction() as tx:
+        return dict(
+            tx.sql(
+                "SELECT status, COUNT(*) FROM batch_items WHERE batch_id = :b GROUP BY status",
+                {"b": batch_id},
+            )
+        )
+
+
+def test_throttle_never_dispatches_more_than_max_in_flight(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    setup_group(rt, 130)  # the toy review throttles at 50 in flight, pages of 100
+    rt.send(ReviewGroup(group="g1"))
+    highest = 0
+    for _ in range(200):
+        if not rt.run_once() and rt.next_due() is None:
+            break
+        highest = max(highest, item_statuses(store, "review-g1-1").get("dispatched", 0))
+        due = rt.next_due()
+        if due is not None and not item_statuses(store, "review-g1-1").get("pending"):
+            rt.clock.advance_to(due)
+    rt.run_until_idle()
+    assert highest == 50, "the throttle is reached and never exceeded"
+    assert item_statuses(store, "review-g1-1") == {"done": 130}
+
+
+def test_enumeration_pages_resume_from_the_durable_cursor(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    setup_group(rt, 250)
+    rt.send(ReviewGroup(group="g1"))
+    # run only projections, router and steps: the batch is created, not yet enumerated
+    for _ in range(5):
+        rt.run_once_stages({"projection:accounts_by_group", "router", "processes"})
+    worker = BatchWorker(rt.app)
+    totals = []
+    for _ in range(3):  # one page per transaction; a new worker each time, as after a crash
+        with store.transaction() as tx:
+            [row] = [r for r in tx.rows("active_batches")]
+            from procession.process.batch import Batch
+
+            worker.enumerate(tx, Batch.from_row(row), rt.clock.now())
+        worker = BatchWorker(rt.app)
+        with store.transaction() as tx:
+            totals.append(tx.sql("SELECT total, status FROM batches")[0])
+    assert totals == [(100, "enumerating"), (200, "enumerating"), (250, "running")]
+    with store.transaction() as tx:
+        assert tx.sql("SELECT COUNT(DISTINCT target_id), COUNT(*) FROM batch_items") == [(250, 250)]
+
+
+def test_cancel_stops_pending_items_and_lets_in_flight_ones_finish(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    setup_group(rt, 120)
+    rt.send(ReviewGroup(group="g1"))
+    # enumerate and dispatch the first 50, then cancel
+    for _ in range(6):
+        rt.run_once_stages({"projection:accounts_by_group", "router", "processes", "batches"})
+    assert item_statuses(store, "review-g1-1").get("dispatched") == 50
+    with store.transaction() as tx:
+        from procession.process import batch
+
+        batch.cancel(tx, "review-g1-1", rt.clock.now())
+    rt.run_until_idle()
+    progress = rt.progress("review-g1-1")
+    assert progress is not None
+    assert progress.status == "cancelled"
+    assert (progress.done, progress.cancelled) == (50, 70)
+    assert len(events_of(store, "AccountFrozen")) == 50
+    assert len(events_of(store, "AccountThawed")) == 50
+
+
+def test_a_new_review_supersedes_the_running_one(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    setup_group(rt, 120)
+    rt.send(ReviewGroup(group="g1"))
+    for _ in range(6):
+        rt.run_once_stages({"projection:accounts_by_group", "router", "processes", "batches"})
+    rt.send(ReviewGroup(group="g1"))  # review 2 supersedes review 1
+    rt.run_until_idle()
+    first, second = rt.progress("review-g1-1"), rt.progress("review-g1-2")
+    assert first is not None and second is not None
+    assert (first.status, first.superseded_by) == ("cancelled", "review-g1-2")
+    assert first.done == 50 and first.cancelled == 70
+    assert (second.status, second.total) == ("completed", 120)
+    # no account frozen twice while frozen: the 50 already frozen were carried, not re-frozen
+    frozen = [e.data["account_id"] for e in events_of(store, "AccountFrozen")]
+    thawed = [e.data["account_id"] for e in events_of(store, "AccountThawed")]
+    assert len(frozen) == len(set(frozen)) == 120
+    assert sorted(thawed) == sorted(frozen)
+
+
+def test_cancel_batch_effect_and_engine_message_types_are_public() -> None:
+    spec = StartBatch(batch_id="b", source="s", template="t", fence=1)
+    assert spec.max_in_flight == 1000 and spec.await_outcome
+    assert CancelBatch("b").batch_id == "b"
+
+
+def test_progress_reports_counts_rate_and_eta(store_url: str) -> None:
+    store = open_store(store_url)
+    clock = VirtualClock()
+    rt = Runtime(build_app(), store, clock)
+    setup_group(rt, 10)
+    rt.send(ReviewGroup(group="g1"))
+    rt.run_until_idle()
+    progress = rt.progress("review-g1-1")
+    assert progress is not None
+    assert progress.total == progress.done == 10
+    assert progress.rate > 0 and progress.eta_seconds is None
+    assert rt.progress("no-such-batch") is None
