@@ -47,7 +47,7 @@ def start(
     tx: Tx, owner: str, instance_id: str, spec: StartBatch, meta: dict[str, Any], now: float
 ) -> None:
     """Record a new batch (idempotent on batch_id); enumeration happens in the batch worker."""
-    tx.run(
+    tx.defer(
         "insert_batch",
         batch_id=spec.batch_id,
         owner_process=owner,
@@ -67,8 +67,10 @@ def start(
 
 def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None = None) -> None:
     """Cancel items not yet dispatched; dispatched ones finish; completion follows."""
-    tx.run("cancel_pending_items", batch_id=batch_id, now=now)
-    tx.run("set_batch_status", batch_id=batch_id, status="cancelling", superseded_by=superseded_by)
+    tx.defer("cancel_pending_items", batch_id=batch_id, now=now)
+    tx.defer(
+        "set_batch_status", batch_id=batch_id, status="cancelling", superseded_by=superseded_by
+    )
 
 
 def ack_item(
@@ -77,7 +79,7 @@ def ack_item(
     """A batch command was executed (outcome None) or rejected (failed / skipped)."""
     if outcome is None:
         outcome = "awaiting" if meta.get("batch_await") else "done"
-    tx.run(
+    tx.defer(
         "set_item_status",
         batch_id=meta["batch_id"],
         target_id=meta["batch_target"],
@@ -90,7 +92,7 @@ def ack_item(
 
 def finish_target(tx: Tx, target_id: str, outcome: str, detail: str | None, now: float) -> None:
     """An outcome event: every open (dispatched or awaiting) item of the target finishes."""
-    tx.run("finish_open_items", target_id=target_id, status=outcome, detail=detail, now=now)
+    tx.defer("finish_open_items", target_id=target_id, status=outcome, detail=detail, now=now)
 
 
 def completion_due(status: str, open_items: int) -> bool:
@@ -174,7 +176,7 @@ class BatchWorker:
         if targets:
             batch.cursor = targets[-1]
         batch.total += len(targets)
-        tx.run(
+        tx.defer(
             "advance_batch_cursor",
             batch_id=batch.batch_id,
             cursor=batch.cursor,

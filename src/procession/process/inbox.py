@@ -18,9 +18,9 @@ def deliver(
     meta: dict[str, Any],
     now: float,
 ) -> None:
-    tx.run("ensure_instance", process=process, instance_id=instance_id, now=now)
+    tx.defer("ensure_instance", process=process, instance_id=instance_id, now=now)
     row = message_row(tx.store.registry, message, meta)
-    tx.run(
+    tx.defer(
         "insert_inbox",
         process=process,
         instance_id=instance_id,

@@ -64,6 +64,7 @@ class HandlerRun:
             state = aggregate.evolve(state, registry.decode(row[3], row[4], row[5]))
             version = row[2]
         self.cache[stream_id] = (state, version)
+        self.tx.known_version(stream_id, version)
         return state, version
 
     def exists(self, aggregate: Aggregate[Any], aggregate_id: str) -> bool:
@@ -94,7 +95,7 @@ class HandlerRun:
         self.cache[stream_id] = (state, new_version)
         every = aggregate.snapshot_every
         if every and new_version // every > version // every:
-            self.tx.run(
+            self.tx.defer(
                 "save_snapshot", stream_id=stream_id, version=new_version, state=encode_json(state)
             )
         self.events += len(events)
@@ -135,6 +136,7 @@ class CommandBus:
         now = self.now()
         meta = metadata(command.command_id, correlation_id, causation_id, now)
         with self.store.transaction() as tx:
+            tx.lock_appends()
             found = tx.row("find_command", command_id=command.command_id)
             if found is not None:
                 return _previous(command.command_id, found)
@@ -143,14 +145,14 @@ class CommandBus:
             position = tx.head_position() if run.events else 0
             result = CommandResult(command.command_id, "done", run.events, run.streams, position)
             row = message_row(tx.store.registry, command, meta)
-            tx.run(
+            tx.defer(
                 "insert_command",
                 command_id=command.command_id,
                 status="done",
                 available_at=now,
                 **row,
             )
-            tx.run(
+            tx.defer(
                 "finish_command",
                 command_id=command.command_id,
                 status="done",
@@ -166,6 +168,8 @@ class CommandBus:
 
     def run_pending_in(self, tx: Tx, now: float, limit: int = 500) -> int:
         rows = tx.rows("claim_commands", now=now, limit=limit)
+        if rows:
+            tx.lock_appends()  # before loading aggregates: their versions are then final
         run = HandlerRun(tx, now, {})
         registry = tx.store.registry
         for command_id, type_, version, data, meta_text, attempts in rows:
@@ -195,7 +199,7 @@ class CommandBus:
         result: CommandResult | None,
         error: CommandRejected | None,
     ) -> None:
-        tx.run(
+        tx.defer(
             "finish_command",
             command_id=command_id,
             status=status,
@@ -211,7 +215,7 @@ class CommandBus:
     def _fail(self, tx: Tx, command_id: str, attempts: int, exc: Exception, now: float) -> None:
         """An unexpected error: retry with backoff, park after five attempts."""
         parked = attempts >= 5
-        tx.run(
+        tx.defer(
             "retry_command",
             command_id=command_id,
             error=f"{type(exc).__name__}: {exc}",
@@ -231,7 +235,7 @@ def _previous(command_id: str, found: tuple[Any, ...]) -> CommandResult:
 def enqueue(tx: Tx, command: Command, meta: dict[str, Any], available_at: float) -> None:
     """Put a command in the outbox (a duplicate command_id is ignored)."""
     row = message_row(tx.store.registry, command, meta)
-    tx.run(
+    tx.defer(
         "insert_command",
         command_id=command.command_id,
         status="pending",

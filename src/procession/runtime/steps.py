@@ -69,6 +69,7 @@ class StepRunner:
 
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
         claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
+        inboxes = self.inboxes(tx, [(r[0], r[1]) for r in claimed])
         steps = 0
         for name, instance_id, status, state_text, version, last_position, seen in claimed:
             process = self.app.processes.get(name)
@@ -77,11 +78,11 @@ class StepRunner:
             state = None if state_text is None else self.decode_state(process, state_text)
             seen_ids = [] if not seen else msgspec.json.decode(seen)
             inst = Instance(process, instance_id, status, state, version, last_position, seen_ids)
-            steps += self.run_instance(tx, inst, now)
+            steps += self.run_instance(tx, inst, inboxes.get((name, instance_id), []), now)
             if inst.status == "new" and not inst.parked:  # only messages it will never take
-                tx.run("drop_unstarted", process=name, instance_id=instance_id)
+                tx.defer("drop_unstarted", process=name, instance_id=instance_id)
             elif inst.changed:
-                tx.run(
+                tx.defer(
                     "save_instance",
                     process=name,
                     instance_id=instance_id,
@@ -100,9 +101,23 @@ class StepRunner:
             return msgspec.json.decode(text)
         return msgspec.json.decode(text, type=process.state_type)
 
-    def run_instance(self, tx: Tx, inst: Instance, now: float) -> int:
+    def inboxes(
+        self, tx: Tx, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+        """Every delivery of the claimed instances, oldest first, in one query."""
+        found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        if not keys:
+            return found
+        wanted = set(keys)
+        ids = tx.store.backend.array_param(sorted({k[1] for k in keys}))
+        for row in tx.rows("inbox_of_instances", ids=ids):
+            key = (row[0], row[1])
+            if key in wanted:
+                found.setdefault(key, []).append(row[2:])
+        return found
+
+    def run_instance(self, tx: Tx, inst: Instance, rows: list[tuple[Any, ...]], now: float) -> int:
         steps = 0
-        rows = tx.rows("instance_inbox", process=inst.process.name, instance_id=inst.instance_id)
         for (
             inbox_id,
             routing,
@@ -119,7 +134,7 @@ class StepRunner:
             meta = load_meta(meta_text)
             message: Message | None = None
             if inst.already_handled(meta):
-                tx.run("delete_inbox", id=inbox_id)
+                tx.defer("delete_inbox", id=inbox_id)
                 continue
             before = (
                 inst.status,
@@ -133,7 +148,7 @@ class StepRunner:
                 with tx.savepoint():
                     message = tx.store.registry.decode(type_, schema_version, data)
                     self.step(tx, inst, routing, message, meta, now)
-                    tx.run("delete_inbox", id=inbox_id)
+                    tx.defer("delete_inbox", id=inbox_id)
                     inst.mark_handled(meta)
                     inst.changed = True
             except Exception as exc:
@@ -163,7 +178,7 @@ class StepRunner:
         policy = inst.process.on_error(exc, message, attempts) if message is not None else Park()
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(policy, Retry):
-            tx.run(
+            tx.defer(
                 "fail_inbox",
                 id=inbox_id,
                 error=error,
@@ -171,10 +186,10 @@ class StepRunner:
                 available_at=now + policy.delay.total_seconds(),
             )
         elif isinstance(policy, Park):
-            tx.run("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
+            tx.defer("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
             inst.parked, inst.changed = True, True
         else:
-            tx.run("delete_inbox", id=inbox_id)
+            tx.defer("delete_inbox", id=inbox_id)
 
     def step(
         self,
@@ -234,7 +249,7 @@ class StepRunner:
         elif isinstance(effect, Schedule):
             self.schedule(tx, inst, effect, ctx)
         elif isinstance(effect, CancelTimer):
-            tx.run("cancel_timer", process=name, instance_id=inst.instance_id, name=effect.name)
+            tx.defer("cancel_timer", process=name, instance_id=inst.instance_id, name=effect.name)
         elif isinstance(effect, StartBatch):
             meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
             batch.start(tx, name, inst.instance_id, effect, meta, now)
@@ -255,7 +270,7 @@ class StepRunner:
             "timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id
         )
         meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=effect.name)
-        tx.run(
+        tx.defer(
             "set_timer",
             process=inst.process.name,
             instance_id=inst.instance_id,
@@ -266,4 +281,4 @@ class StepRunner:
 
     def complete(self, tx: Tx, inst: Instance) -> None:
         inst.status, inst.changed = "done", True
-        tx.run("cancel_all_timers", process=inst.process.name, instance_id=inst.instance_id)
+        tx.defer("cancel_all_timers", process=inst.process.name, instance_id=inst.instance_id)

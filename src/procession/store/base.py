@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,19 +56,36 @@ class Backend(Protocol):
     def user_sql(self, sql: str) -> str: ...
     def table_names(self, cursor: Cursor) -> set[str]: ...
     def run_script(self, cursor: Cursor, script: str) -> None: ...
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None: ...
+    def array_param(self, values: list[str]) -> Any: ...
+
+
+@dataclass
+class _Savepoint:
+    mark: int
+    created: bool = False
 
 
 class Tx:
-    """One open transaction, speaking in named queries."""
+    """One open transaction, speaking in named queries.
+
+    Writes whose result nobody reads (`defer`) are queued and sent together just before the
+    next read or the commit: consecutive ones of the same statement as one `executemany`,
+    and on PostgreSQL all of them in one pipeline, so a batch of steps costs a round trip
+    or two instead of one per statement (DESIGN §8). Reads always see earlier writes.
+    """
 
     def __init__(self, store: Store, cursor: Cursor) -> None:
         self.store = store
         self.cursor = cursor
         self._versions: dict[str, int] = {}
         self._appends_locked = False
+        self._deferred: list[tuple[str, Params]] = []
+        self._savepoint: _Savepoint | None = None
         self.appended: list[tuple[str, int]] = []
 
     def _exec(self, query: str, params: Params | None) -> Cursor:
+        self.flush()
         self.cursor.execute(self.store.sql[query], params or {})
         return self.cursor
 
@@ -83,17 +101,48 @@ class Tx:
         return None if found is None else found[0]
 
     def run(self, query: str, /, **params: Any) -> int:
+        """Write now and return the number of rows it touched."""
         return self._exec(query, params).rowcount
 
-    def many(self, name: str, params: Sequence[Params]) -> None:
-        if params:
-            self.cursor.executemany(self.store.sql[name], params)
+    def defer(self, query: str, /, **params: Any) -> None:
+        """Write later (before the next read or the commit), in order with other writes."""
+        self._deferred.append((query, params))
+
+    def many(self, query: str, params: Sequence[Params]) -> None:
+        """Deferred writes, one per parameter mapping."""
+        self._deferred.extend((query, p) for p in params)
+
+    def flush(self) -> None:
+        """Send every deferred write now."""
+        if not self._deferred:
+            return
+        ops, self._deferred = self._deferred, []
+        sp = self._savepoint
+        if sp is not None and not sp.created:  # writes inside a savepoint reach the database
+            before, ops = ops[: sp.mark], ops[sp.mark :]
+            self._send(before)
+            self.cursor.execute("SAVEPOINT procession_step")
+            sp.created = True
+        self._send(ops)
+
+    def _send(self, ops: list[tuple[str, Params]]) -> None:
+        if not ops:
+            return
+        groups: list[tuple[str, list[Params]]] = []
+        for query, params in ops:
+            if groups and groups[-1][0] == query:
+                groups[-1][1].append(params)
+            else:
+                groups.append((query, [params]))
+        sql = self.store.sql
+        self.store.backend.send_batch(self.cursor, [(sql[q], ps) for q, ps in groups])
 
     def sql(self, sql: str, params: Params | Sequence[Params] | None = None) -> list[Row]:
         """Run the caller's own SQL (`:name` parameters), e.g. a projection's table writes.
 
         A list of parameter mappings runs the statement once per mapping (executemany).
         """
+        self.flush()
         text = self.store.backend.user_sql(sql)
         if isinstance(params, list | tuple):
             if params:
@@ -107,18 +156,43 @@ class Tx:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A nested unit: on error, undo only what happened inside it, then re-raise."""
+        """A nested unit: on error, undo only what happened inside it, then re-raise.
+
+        Costs nothing while the unit only defers writes (they are simply dropped on error);
+        a real SAVEPOINT is taken only if the unit makes its writes reach the database.
+        """
+        if self._savepoint is not None:
+            raise RuntimeError("savepoints do not nest")
         versions, locked, appended = dict(self._versions), self._appends_locked, len(self.appended)
-        self.cursor.execute("SAVEPOINT procession_step")
+        sp = self._savepoint = _Savepoint(len(self._deferred))
         try:
             yield
         except BaseException:
-            self.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
-            self.cursor.execute("RELEASE SAVEPOINT procession_step")
+            if sp.created:
+                self._deferred.clear()
+                self.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
+                self.cursor.execute("RELEASE SAVEPOINT procession_step")
+            else:
+                del self._deferred[sp.mark :]
             self._versions, self._appends_locked = versions, locked
             del self.appended[appended:]
             raise
-        self.cursor.execute("RELEASE SAVEPOINT procession_step")
+        finally:
+            self._savepoint = None
+        if sp.created:
+            self.flush()
+            self.cursor.execute("RELEASE SAVEPOINT procession_step")
+
+    def lock_appends(self) -> None:
+        """Take the append lock now (PostgreSQL), before reading what the appends depend on."""
+        if not self._appends_locked:
+            self.run("lock_appends")
+            self._appends_locked = True
+
+    def known_version(self, stream_id: str, version: int) -> None:
+        """Record a stream version read under the append lock (spares a query at append)."""
+        if self._appends_locked:
+            self._versions[stream_id] = version
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -141,9 +215,7 @@ class Tx:
         extra: dict[str, Any] | None = None,
     ) -> int:
         """Append events to one stream; return the new stream version."""
-        if not self._appends_locked:
-            self.run("lock_appends")
-            self._appends_locked = True
+        self.lock_appends()
         current = self.stream_version(stream_id)
         if expected_version != ANY and current != expected_version:
             raise ConcurrencyError(stream_id, expected_version, current)
@@ -171,13 +243,7 @@ class Tx:
                     "metadata": encode_json(meta),
                 }
             )
-        try:
-            self.many("insert_event", rows)
-        except Exception as exc:
-            if self.store.backend.is_unique_violation(exc):
-                self._versions.pop(stream_id, None)
-                raise ConcurrencyError(stream_id, expected_version, current + 1) from None
-            raise
+        self.many("insert_event", rows)  # under the lock, the version check above is final
         self._versions[stream_id] = current + len(rows)
         self.appended.append((stream_id, len(rows)))
         return current + len(rows)
@@ -205,7 +271,7 @@ class Tx:
         return 0 if value is None else int(value)
 
     def set_checkpoint(self, name: str, position: int) -> None:
-        self.run("set_checkpoint", name=name, position=position)
+        self.defer("set_checkpoint", name=name, position=position)
 
     def try_singleton(self, name: str) -> bool:
         """Hold the named singleton role for this transaction (PostgreSQL: advisory lock)."""
@@ -324,13 +390,21 @@ class _TxContext:
         self.store = store
         self.write = write
         self._inner: AbstractContextManager[Cursor] | None = None
+        self._tx: Tx | None = None
 
     def __enter__(self) -> Tx:
         self._inner = self.store.backend.transaction(self.write)
-        return Tx(self.store, self._inner.__enter__())
+        self._tx = Tx(self.store, self._inner.__enter__())
+        return self._tx
 
     def __exit__(self, *exc: Any) -> bool | None:
-        assert self._inner is not None
+        assert self._inner is not None and self._tx is not None
+        if exc[0] is None:
+            try:
+                self._tx.flush()
+            except BaseException as error:  # the deferred writes failed: roll back, re-raise
+                self._inner.__exit__(type(error), error, error.__traceback__)
+                raise
         return self._inner.__exit__(*exc)
 
 

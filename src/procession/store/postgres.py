@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from procession.errors import StoreUnavailable
-from procession.store.base import Cursor
+from procession.store.base import Cursor, Params
 from procession.store.queries import to_pyformat
 
 
@@ -63,6 +64,19 @@ class PostgresBackend:
 
     def run_script(self, cursor: Cursor, script: str) -> None:
         cursor.execute(script)
+
+    def array_param(self, values: list[str]) -> Any:
+        return values
+
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None:
+        """All groups in one pipeline: one round trip instead of one per statement."""
+        connection = cursor.connection  # type: ignore[attr-defined]
+        with connection.pipeline():
+            for sql, params in groups:
+                if len(params) == 1:
+                    cursor.execute(sql, params[0])
+                else:
+                    cursor.executemany(sql, params)
 
     def close(self) -> None:
         self.pool.close()

@@ -7,13 +7,15 @@ deferred transaction and run beside the writer thanks to WAL.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from procession.errors import SchemaError, StoreUnavailable
-from procession.store.base import Cursor
+from procession.store.base import Cursor, Params
 
 
 class SQLiteBackend:
@@ -80,6 +82,16 @@ class SQLiteBackend:
             lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
             if "".join(lines).strip():
                 cursor.execute("\n".join(lines))
+
+    def array_param(self, values: list[str]) -> Any:
+        return json.dumps(values)
+
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None:
+        for sql, params in groups:
+            if len(params) == 1:
+                cursor.execute(sql, params[0])
+            else:
+                cursor.executemany(sql, params)
 
     def close(self) -> None:
         self.conn.close()

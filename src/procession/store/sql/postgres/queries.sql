@@ -42,3 +42,8 @@ SELECT batch_id FROM batches WHERE batch_id = :batch_id FOR UPDATE SKIP LOCKED;
 
 -- name: wait_singleton
 SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(:name));
+
+-- name: inbox_of_instances
+SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
+  available_at, parked
+FROM inbox WHERE instance_id = ANY(:ids) ORDER BY id;

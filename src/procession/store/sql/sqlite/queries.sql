@@ -12,3 +12,8 @@ SELECT batch_id FROM batches WHERE batch_id = :batch_id;
 
 -- name: wait_singleton
 SELECT 1;
+
+-- name: inbox_of_instances
+SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
+  available_at, parked
+FROM inbox WHERE instance_id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
