@@ -64,6 +64,8 @@ class App:
         self.messages = MessageRegistry()
         self.messages.register_all(*ENGINE_MESSAGES)
         self.handlers: dict[type[Command], CommandHandler] = {}
+        self.routes: dict[type[Command], tuple[Aggregate[Any], Callable[[Any], str]]] = {}
+        """Commands routed to an aggregate by id: the runtime can preload their streams."""
         self.aggregates: dict[str, Aggregate[Any]] = {}
         self.projections: dict[str, Projection] = {}
         self.processes: dict[str, ProcessManager[Any]] = {}
@@ -91,6 +93,7 @@ class App:
                 raise ConfigurationError(f"{command_type.__name__}: give aggregate and to")
             self.aggregate(aggregate)
             target, agg = to, aggregate
+            self.routes[command_type] = (aggregate, to)
 
             def handler(ctx: HandlerContext, command: C) -> None:
                 ctx.execute(agg, target(command), command)

@@ -79,7 +79,7 @@ def ack_item(
     """A batch command was executed (outcome None) or rejected (failed / skipped)."""
     if outcome is None:
         outcome = "awaiting" if meta.get("batch_await") else "done"
-    tx.defer(
+    tx.defer_any(
         "set_item_status",
         batch_id=meta["batch_id"],
         target_id=meta["batch_target"],

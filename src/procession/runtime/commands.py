@@ -172,11 +172,18 @@ class CommandBus:
             tx.lock_appends()  # before loading aggregates: their versions are then final
         run = HandlerRun(tx, now, {})
         registry = tx.store.registry
+        decoded: list[tuple[str, Command, dict[str, Any], int]] = []
         for command_id, type_, version, data, meta_text, attempts in rows:
-            meta = load_meta(meta_text)
             try:
                 command = registry.decode(type_, version, data)
                 assert isinstance(command, Command)
+            except Exception as exc:
+                self._fail(tx, command_id, attempts + 1, exc, now)
+                continue
+            decoded.append((command_id, command, load_meta(meta_text), attempts))
+        self.prefetch(run, [command for _, command, _, _ in decoded])
+        for command_id, command, meta, attempts in decoded:
+            try:
                 run.events, run.streams = 0, []
                 self._handle(run, command, meta)
             except CommandRejected as exc:
@@ -190,6 +197,32 @@ class CommandBus:
             self._finish(tx, command_id, meta, "done", result, None)
         return len(rows)
 
+    def prefetch(self, run: HandlerRun, commands: list[Command]) -> None:
+        """Load every aggregate the batch's commands are routed to, in one query."""
+        wanted: dict[str, Aggregate[Any]] = {}
+        for command in commands:
+            route = self.app.routes.get(type(command))
+            if route is not None and not route[0].snapshot_every:
+                stream_id = route[0].stream_id(route[1](command))
+                if stream_id not in run.cache:
+                    wanted[stream_id] = route[0]
+        if not wanted:
+            return
+        tx = run.tx
+        decode = tx.store.registry.decode
+        states = {sid: (agg.initial, 0) for sid, agg in wanted.items()}
+        ids = tx.store.backend.array_param(sorted(wanted))
+        for _pos, stream_id, version, type_, schema_version, data, _meta in tx.rows(
+            "read_streams", ids=ids
+        ):
+            state = wanted[stream_id].evolve(
+                states[stream_id][0], decode(type_, schema_version, data)
+            )
+            states[stream_id] = (state, version)
+        for stream_id, loaded in states.items():
+            run.cache[stream_id] = loaded
+            tx.known_version(stream_id, loaded[1])
+
     def _finish(
         self,
         tx: Tx,
@@ -199,7 +232,7 @@ class CommandBus:
         result: CommandResult | None,
         error: CommandRejected | None,
     ) -> None:
-        tx.defer(
+        tx.defer_any(
             "finish_command",
             command_id=command_id,
             status=status,
@@ -215,7 +248,7 @@ class CommandBus:
     def _fail(self, tx: Tx, command_id: str, attempts: int, exc: Exception, now: float) -> None:
         """An unexpected error: retry with backoff, park after five attempts."""
         parked = attempts >= 5
-        tx.defer(
+        tx.defer_any(
             "retry_command",
             command_id=command_id,
             error=f"{type(exc).__name__}: {exc}",
@@ -235,7 +268,7 @@ def _previous(command_id: str, found: tuple[Any, ...]) -> CommandResult:
 def enqueue(tx: Tx, command: Command, meta: dict[str, Any], available_at: float) -> None:
     """Put a command in the outbox (a duplicate command_id is ignored)."""
     row = message_row(tx.store.registry, command, meta)
-    tx.defer(
+    tx.defer_any(
         "insert_command",
         command_id=command.command_id,
         status="pending",

@@ -80,9 +80,9 @@ class StepRunner:
             inst = Instance(process, instance_id, status, state, version, last_position, seen_ids)
             steps += self.run_instance(tx, inst, inboxes.get((name, instance_id), []), now)
             if inst.status == "new" and not inst.parked:  # only messages it will never take
-                tx.defer("drop_unstarted", process=name, instance_id=instance_id)
+                tx.defer_any("drop_unstarted", process=name, instance_id=instance_id)
             elif inst.changed:
-                tx.defer(
+                tx.defer_any(
                     "save_instance",
                     process=name,
                     instance_id=instance_id,
@@ -134,7 +134,7 @@ class StepRunner:
             meta = load_meta(meta_text)
             message: Message | None = None
             if inst.already_handled(meta):
-                tx.defer("delete_inbox", id=inbox_id)
+                tx.defer_any("delete_inbox", id=inbox_id)
                 continue
             before = (
                 inst.status,
@@ -148,7 +148,7 @@ class StepRunner:
                 with tx.savepoint():
                     message = tx.store.registry.decode(type_, schema_version, data)
                     self.step(tx, inst, routing, message, meta, now)
-                    tx.defer("delete_inbox", id=inbox_id)
+                    tx.defer_any("delete_inbox", id=inbox_id)
                     inst.mark_handled(meta)
                     inst.changed = True
             except Exception as exc:
@@ -178,7 +178,7 @@ class StepRunner:
         policy = inst.process.on_error(exc, message, attempts) if message is not None else Park()
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(policy, Retry):
-            tx.defer(
+            tx.defer_any(
                 "fail_inbox",
                 id=inbox_id,
                 error=error,
@@ -186,10 +186,10 @@ class StepRunner:
                 available_at=now + policy.delay.total_seconds(),
             )
         elif isinstance(policy, Park):
-            tx.defer("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
+            tx.defer_any("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
             inst.parked, inst.changed = True, True
         else:
-            tx.defer("delete_inbox", id=inbox_id)
+            tx.defer_any("delete_inbox", id=inbox_id)
 
     def step(
         self,

@@ -63,7 +63,13 @@ class Backend(Protocol):
 @dataclass
 class _Savepoint:
     mark: int
+    loose_mark: int
     created: bool = False
+
+
+def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
+    """Order-free writes, stably sorted so that each statement's rows are adjacent."""
+    return sorted(ops, key=lambda op: op[0])
 
 
 class Tx:
@@ -81,6 +87,7 @@ class Tx:
         self._versions: dict[str, int] = {}
         self._appends_locked = False
         self._deferred: list[tuple[str, Params]] = []
+        self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
         self.appended: list[tuple[str, int]] = []
 
@@ -108,22 +115,29 @@ class Tx:
         """Write later (before the next read or the commit), in order with other writes."""
         self._deferred.append((query, params))
 
+    def defer_any(self, query: str, /, **params: Any) -> None:
+        """Write later, in any order: for writes that commute with every other write of the
+        transaction (a delete by unique id, an insert that ignores conflicts, the one save of
+        a row). They are grouped by statement, so N of them cost one executemany."""
+        self._unordered.append((query, params))
+
     def many(self, query: str, params: Sequence[Params]) -> None:
         """Deferred writes, one per parameter mapping."""
         self._deferred.extend((query, p) for p in params)
 
     def flush(self) -> None:
         """Send every deferred write now."""
-        if not self._deferred:
+        if not self._deferred and not self._unordered:
             return
         ops, self._deferred = self._deferred, []
+        loose, self._unordered = self._unordered, []
         sp = self._savepoint
         if sp is not None and not sp.created:  # writes inside a savepoint reach the database
-            before, ops = ops[: sp.mark], ops[sp.mark :]
-            self._send(before)
+            self._send(ops[: sp.mark] + _grouped(loose[: sp.loose_mark]))
+            ops, loose = ops[sp.mark :], loose[sp.loose_mark :]
             self.cursor.execute("SAVEPOINT procession_step")
             sp.created = True
-        self._send(ops)
+        self._send(ops + _grouped(loose))
 
     def _send(self, ops: list[tuple[str, Params]]) -> None:
         if not ops:
@@ -164,16 +178,18 @@ class Tx:
         if self._savepoint is not None:
             raise RuntimeError("savepoints do not nest")
         versions, locked, appended = dict(self._versions), self._appends_locked, len(self.appended)
-        sp = self._savepoint = _Savepoint(len(self._deferred))
+        sp = self._savepoint = _Savepoint(len(self._deferred), len(self._unordered))
         try:
             yield
         except BaseException:
             if sp.created:
                 self._deferred.clear()
+                self._unordered.clear()
                 self.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
                 self.cursor.execute("RELEASE SAVEPOINT procession_step")
             else:
                 del self._deferred[sp.mark :]
+                del self._unordered[sp.loose_mark :]
             self._versions, self._appends_locked = versions, locked
             del self.appended[appended:]
             raise

@@ -47,3 +47,7 @@ SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(:name));
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
   available_at, parked
 FROM inbox WHERE instance_id = ANY(:ids) ORDER BY id;
+
+-- name: read_streams
+SELECT position, stream_id, version, type, schema_version, data, metadata
+FROM events WHERE stream_id = ANY(:ids) ORDER BY stream_id, version;

@@ -17,3 +17,7 @@ SELECT 1;
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
   available_at, parked
 FROM inbox WHERE instance_id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+
+-- name: read_streams
+SELECT position, stream_id, version, type, schema_version, data, metadata
+FROM events WHERE stream_id IN (SELECT value FROM json_each(:ids)) ORDER BY stream_id, version;
