@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from tests.engine.test_processing import events_of, make_runtime, setup_group
-from tests.support.toy import ReviewGroup, build_app
-
 from procession import CancelBatch, Runtime, StartBatch, VirtualClock, open_store
 from procession.process.batch import BatchWorker
+from tests.engine.test_processing import events_of, make_runtime, setup_group
+from tests.support.toy import ReviewGroup, build_app
 
 
 def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from procession import Runtime, VirtualClock, open_store
 from tests.engine.test_processing import setup_group, snapshot
 from tests.support.faults import Crash, FaultInjector
 from tests.support.toy import ReviewGroup, build_app
-
-from procession import Runtime, VirtualClock, open_store
 
 
 def scenario(url: str, crash_at: int | None) -> tuple[dict[str, object], int, bool]:

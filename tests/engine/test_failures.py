@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.toy import AccountOpened, build_app
-
 from procession import (
     Message,
     ProcessManager,
@@ -16,6 +14,7 @@ from procession import (
     open_store,
 )
 from procession.runtime import operations
+from tests.support.toy import AccountOpened, build_app
 
 
 class Fragile(ProcessManager[dict[str, Any]]):

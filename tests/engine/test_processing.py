@@ -6,13 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from tests.support.toy import (
-    Close,
-    Freeze,
-    OpenAccount,
-    ReviewGroup,
-    build_app,
-)
 
 from procession import (
     CommandRejected,
@@ -23,6 +16,13 @@ from procession import (
     open_store,
 )
 from procession.process.batch import completion_due
+from tests.support.toy import (
+    Close,
+    Freeze,
+    OpenAccount,
+    ReviewGroup,
+    build_app,
+)
 
 DAY = 86400.0
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from procession import Runtime, VirtualClock, open_store
 from tests.engine.test_processing import setup_group
 from tests.support.faults import Crash, FaultInjector
 from tests.support.toy import Close, build_app
-
-from procession import Runtime, VirtualClock, open_store
 
 
 def rows(store) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
+from procession import CommandRejected, Skipped
+from procession.testing import AggregateScenario, ProcessScenario
 from tests.support.toy import (
     Account,
     AccountClosed,
@@ -13,9 +16,6 @@ from tests.support.toy import (
     FreezeWatch,
     Thaw,
 )
-
-from procession import CommandRejected, Skipped
-from procession.testing import AggregateScenario, ProcessScenario
 
 DAY = 86400.0
 

@@ -1,0 +1,128 @@
+"""Hypothesis drives a process manager through random interleavings, redeliveries and time.
+
+Whatever the order in which stages run, however often the router re-delivers the log and
+however time jumps, the outcome obeys the process's rules and nothing happens twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from procession import CommandRejected, Runtime, Skipped, VirtualClock, open_store
+from tests.conftest import PG_URL, pg_schema_url
+from tests.support.toy import Close, Freeze, OpenAccount, build_app
+
+ACCOUNTS = ["a", "b", "c"]
+STAGES = ["projection:accounts_by_group", "router", "processes", "commands", "timers", "batches"]
+
+
+class FreezeWatchMachine(RuleBasedStateMachine):
+    backend = "sqlite"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schema: str | None = None
+        if self.backend == "postgres":
+            self.schema = f"h_{uuid.uuid4().hex[:10]}"
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+            url = pg_schema_url(self.schema)
+        else:
+            url = "sqlite:///:memory:"
+        self.store = open_store(url)
+        self.clock = VirtualClock()
+        self.rt = Runtime(build_app(), self.store, self.clock)
+        for account in ACCOUNTS:
+            self.rt.send(OpenAccount(account_id=account, group="g"))
+
+    @rule(account=st.sampled_from(ACCOUNTS))
+    def freeze(self, account: str) -> None:
+        with contextlib.suppress(Skipped):  # closed accounts cannot be frozen
+            self.rt.send(Freeze(account_id=account, reason="test"))
+
+    @rule(account=st.sampled_from(ACCOUNTS))
+    def close(self, account: str) -> None:
+        with contextlib.suppress(CommandRejected):  # already closed
+            self.rt.send(Close(account_id=account))
+
+    @rule(stage=st.sampled_from(STAGES))
+    def run_stage(self, stage: str) -> None:
+        self.rt.run_once_stages({stage})
+
+    @rule(back=st.integers(min_value=0, max_value=50))
+    def redeliver(self, back: int) -> None:
+        """The router forgets its recent progress: those events are routed again."""
+        with self.store.transaction() as tx:
+            tx.set_checkpoint("router", max(0, tx.checkpoint("router") - back))
+
+    @rule(hours=st.integers(min_value=1, max_value=80))
+    def advance(self, hours: int) -> None:
+        self.clock.advance(hours * 3600)
+
+    @invariant()
+    def a_watch_never_reminds_more_than_twice(self) -> None:
+        with self.store.transaction() as tx:
+            for (state,) in tx.sql(
+                "SELECT state FROM process_instances WHERE process = 'FreezeWatch'"
+            ):
+                assert state is None or state in (
+                    '{"reminders":0}',
+                    '{"reminders":1}',
+                    '{"reminders":2}',
+                )
+
+    def teardown(self) -> None:
+        try:
+            self.rt.run_until_idle()
+            self.check_outcome()
+        finally:
+            self.store.close()
+            if self.schema:
+                with psycopg.connect(PG_URL, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+
+    def check_outcome(self) -> None:
+        log = list(self.store.read_all())
+        for account in ACCOUNTS:
+            types = [e.type for e in log if e.stream_id == f"Account-{account}"]
+            # a freeze always ends: thawed by its watch three days later, or closed first
+            assert "AccountFrozen" not in types[-1:], f"{account} left frozen: {types}"
+            frozen = types.count("AccountFrozen")
+            thawed = types.count("AccountThawed")
+            closed_while_frozen = int(
+                "AccountClosed" in types
+                and types[types.index("AccountClosed") - 1] == "AccountFrozen"
+            )
+            assert frozen == thawed + closed_while_frozen, f"{account}: {types}"
+        with self.store.transaction() as tx:
+            statuses: dict[str, Any] = dict(
+                tx.sql("SELECT status, COUNT(*) FROM commands WHERE type = 'Thaw' GROUP BY status")
+            )
+            assert tx.sql("SELECT COUNT(*) FROM inbox")[0][0] == 0
+        assert statuses.get("rejected", 0) == 0, "a redelivered timer sent a second thaw"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_process_manager_under_random_interleavings(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgres":
+        request.getfixturevalue("pg_url")  # skip or fail exactly like every PostgreSQL test
+    machine = type(f"Machine_{backend}", (FreezeWatchMachine,), {"backend": backend})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=60 if backend == "sqlite" else 12,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
