@@ -201,3 +201,38 @@ def test_completion_rule_needs_every_item_finished() -> None:
 def test_unknown_store_scheme_is_a_clear_error() -> None:
     with pytest.raises(ProcessionError, match="unknown store URL scheme 'mysql'"):
         open_store("mysql://localhost/db")
+
+
+def inbox_rows(store: Store) -> list[tuple[Any, ...]]:
+    with store.transaction() as tx:
+        return tx.sql(
+            "SELECT process, instance_id, routing, type, schema_version, data, metadata,"
+            " available_at FROM inbox ORDER BY id"
+        )
+
+
+def redeliver(store: Store, row: tuple[Any, ...]) -> None:
+    with store.transaction() as tx:
+        tx.sql(
+            "INSERT INTO inbox (process, instance_id, routing, type, schema_version, data,"
+            " metadata, available_at) VALUES (:p, :i, :r, :t, :v, :d, :m, :a)",
+            dict(zip("pirtvdma", row, strict=True)),
+        )
+
+
+@pytest.mark.parametrize("kind", ["AccountFrozen", "TimerFired"])
+def test_a_message_delivered_twice_is_handled_once(store_url: str, kind: str) -> None:
+    store, clock, rt = make_runtime(store_url)
+    rt.send(OpenAccount(account_id="a", group="g"))
+    rt.send(Freeze(account_id="a", reason="r"))
+    rt.run_once_stages({"router"})
+    if kind == "TimerFired":
+        clock.advance(86400)  # the first reminder is due
+        rt.run_once_stages({"processes", "timers"})
+    [delivery] = [r for r in inbox_rows(store) if r[3] == kind]
+    rt.run_once_stages({"processes"})
+    before = instances(store, "FreezeWatch")["a"]
+    redeliver(store, delivery)
+    rt.run_once_stages({"processes"})
+    assert inbox_rows(store) == [], "the duplicate was consumed"
+    assert instances(store, "FreezeWatch")["a"] == before, "and changed nothing"

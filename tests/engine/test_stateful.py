@@ -40,6 +40,7 @@ class FreezeWatchMachine(RuleBasedStateMachine):
         self.store = open_store(url)
         self.clock = VirtualClock()
         self.rt = Runtime(build_app(), self.store, self.clock)
+        self.deliveries: list[tuple[Any, ...]] = []
         for account in ACCOUNTS:
             self.rt.send(OpenAccount(account_id=account, group="g"))
 
@@ -62,6 +63,19 @@ class FreezeWatchMachine(RuleBasedStateMachine):
         """The router forgets its recent progress: those events are routed again."""
         with self.store.transaction() as tx:
             tx.set_checkpoint("router", max(0, tx.checkpoint("router") - back))
+
+    @rule(pick=st.integers(min_value=0))
+    def redeliver_one(self, pick: int) -> None:
+        """A message delivered before (an event or a fired timer) arrives again."""
+        if not self.deliveries:
+            return
+        row = self.deliveries[pick % len(self.deliveries)]
+        with self.store.transaction() as tx:
+            tx.sql(
+                "INSERT INTO inbox (process, instance_id, routing, type, schema_version, data,"
+                " metadata, available_at) VALUES (:p, :i, :r, :t, :v, :d, :m, :a)",
+                dict(zip("pirtvdma", row, strict=True)),
+            )
 
     @rule(hours=st.integers(min_value=1, max_value=80))
     def advance(self, hours: int) -> None:
@@ -107,7 +121,12 @@ class FreezeWatchMachine(RuleBasedStateMachine):
                 tx.sql("SELECT status, COUNT(*) FROM commands WHERE type = 'Thaw' GROUP BY status")
             )
             assert tx.sql("SELECT COUNT(*) FROM inbox")[0][0] == 0
-        assert statuses.get("rejected", 0) == 0, "a redelivered timer sent a second thaw"
+        frozen = sum(e.type == "AccountFrozen" for e in log)
+        thawed = sum(e.type == "AccountThawed" for e in log)
+        # one thaw decision per freeze at most, however often timers and events were
+        # redelivered; a thaw may be refused only because the account was closed meanwhile
+        assert sum(statuses.values()) <= frozen
+        assert statuses.get("done", 0) == thawed
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -91,7 +91,7 @@ def ack_item(
 
 
 def finish_target(tx: Tx, target_id: str, outcome: str, detail: str | None, now: float) -> None:
-    """An outcome event: every open (dispatched or awaiting) item of the target finishes."""
+    """An outcome event: every item of the target whose command has run finishes."""
     tx.defer("finish_open_items", target_id=target_id, status=outcome, detail=detail, now=now)
 
 

@@ -200,8 +200,10 @@ UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
 WHERE batch_id = :batch_id AND target_id = :target_id AND status = :from_status;
 
 -- name: finish_open_items
+-- Only items whose command has run: an outcome event written before the command ran (still
+-- 'dispatched') belongs to an earlier episode of the target, not to this item.
 UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
-WHERE target_id = :target_id AND status IN ('dispatched', 'awaiting');
+WHERE target_id = :target_id AND status = 'awaiting';
 
 -- name: batch_has_open_items
 SELECT 1 FROM batch_items

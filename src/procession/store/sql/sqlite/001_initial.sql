@@ -94,4 +94,4 @@ CREATE TABLE batch_items (
   PRIMARY KEY (batch_id, target_id)
 );
 CREATE INDEX batch_items_status ON batch_items (batch_id, status);
-CREATE INDEX batch_items_open ON batch_items (target_id) WHERE status IN ('dispatched', 'awaiting');
+CREATE INDEX batch_items_open ON batch_items (target_id) WHERE status = 'awaiting';
