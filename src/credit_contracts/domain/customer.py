@@ -32,9 +32,7 @@ class CustomerState(msgspec.Struct):
 
 def check_rating(rating: str) -> None:
     if rating not in RATINGS:
-        raise CommandRejected(
-            f"unknown credit rating {rating!r}: use one of {', '.join(RATINGS)}"
-        )
+        raise CommandRejected(f"unknown credit rating {rating!r}: use one of {', '.join(RATINGS)}")
 
 
 def evolve(state: CustomerState, event: Any) -> CustomerState:

@@ -1,8 +1,9 @@
 """Commands (intents) and events (facts) of customers and contracts.
 
 Every contract event carries its `customer_id`, so read models need no lookups; the
-relationship never changes. Times in commands are process times (the time of the message a
-process reacted to), never wall-clock reads, so outcomes do not depend on scheduling.
+relationship never changes. "Before" and "after" between a rating change and a re-signature
+are log positions, never clock readings: positions are unique and totally ordered, where two
+messages may well share an instant.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class RevokeCustomerContract(Command, frozen=True, kw_only=True):
     contract_id: str
     customer_id: str
     change_no: int
-    changed_at: float
-    """When the rating changed: a contract re-confirmed at or after it is not revoked again."""
+    change_position: int
+    """The rating change's log position: a contract re-signed after it is not revoked again."""
 
 
 class RequestResignature(Command, frozen=True, kw_only=True):
@@ -93,8 +94,8 @@ class SignContract(Command, frozen=True, kw_only=True):
 
 class ReconfirmContract(Command, frozen=True, kw_only=True):
     contract_id: str
-    resigned_at: float = 0.0
-    """When the customer re-signed (0: unknown, treated as before any rating change)."""
+    resigned_position: int = 0
+    """The log position of the re-signature (0: unknown, taken as before any rating change)."""
 
 
 class TerminateContract(Command, frozen=True, kw_only=True):
@@ -133,7 +134,7 @@ class ContractResigned(Event, frozen=True, kw_only=True):
 class CustomerContractReconfirmed(Event, frozen=True, kw_only=True):
     contract_id: str
     customer_id: str
-    resigned_at: float
+    resigned_position: int
 
 
 class ContractTerminated(Event, frozen=True, kw_only=True):

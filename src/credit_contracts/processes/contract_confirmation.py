@@ -1,0 +1,115 @@
+"""ContractConfirmationProcessor: one instance per revoked contract, re-sign to re-confirm.
+
+Started by `CustomerContractRevoked`, it asks the customer to re-sign, reminds after 3 and 7
+days and terminates the contract at 14 days. Days are process time (the time of the message
+handled), so a virtual clock runs fourteen days through the same code in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+
+from credit_contracts.domain.messages import (
+    ContractResigned,
+    ContractTerminated,
+    CustomerContractReconfirmed,
+    CustomerContractRevoked,
+    ReconfirmContract,
+    RequestResignature,
+    SendReminder,
+    TerminateContract,
+)
+from procession import (
+    CancelTimer,
+    Complete,
+    Message,
+    ProcessManager,
+    Route,
+    Schedule,
+    StepContext,
+    TimerFired,
+    continue_,
+    start,
+)
+
+REMINDER_DAYS: tuple[int, ...] = (3, 7)
+DEADLINE_DAYS = 14
+DEADLINE = "deadline"
+DEADLINE_REASON = f"not re-signed within {DEADLINE_DAYS} days"
+
+
+def reminder_timer(n: int) -> str:
+    return f"reminder-{n}"
+
+
+TIMERS = (*(reminder_timer(n) for n in range(1, len(REMINDER_DAYS) + 1)), DEADLINE)
+
+
+class ConfirmationState(msgspec.Struct):
+    status: str = "awaiting signature"
+    reminders: int = 0
+
+
+class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
+    name = "ContractConfirmationProcessor"
+    interested_in = (
+        CustomerContractRevoked,
+        ContractResigned,
+        CustomerContractReconfirmed,
+        ContractTerminated,
+    )
+    state_type = ConfirmationState
+
+    def initial(self) -> ConfirmationState:
+        return ConfirmationState()
+
+    def interested(self, event: Message) -> Route | None:
+        if isinstance(event, CustomerContractRevoked):
+            return start(event.contract_id)
+        if isinstance(event, ContractResigned | CustomerContractReconfirmed | ContractTerminated):
+            return continue_(event.contract_id)
+        return None
+
+    def handle(self, state: ConfirmationState, message: Message, ctx: StepContext) -> Sequence[Any]:
+        contract_id = ctx.instance_id
+        match message:
+            case CustomerContractRevoked():
+                return [RequestResignature(contract_id=contract_id), *schedule_timers()]
+            case TimerFired(name=name):
+                return [timer_command(contract_id, name)]
+            case ContractResigned():
+                return [
+                    ReconfirmContract(
+                        contract_id=contract_id, resigned_position=int(ctx.metadata["position"])
+                    ),
+                    *(CancelTimer(name) for name in TIMERS),
+                ]
+            case CustomerContractReconfirmed() | ContractTerminated():
+                return [Complete()]
+        return []
+
+    def evolve(self, state: ConfirmationState, message: Message) -> ConfirmationState:
+        match message:
+            case TimerFired(name=name) if name != DEADLINE:
+                return ConfirmationState(state.status, state.reminders + 1)
+            case ContractResigned():
+                return ConfirmationState("re-signed", state.reminders)
+        return state
+
+
+def schedule_timers() -> list[Schedule]:
+    reminders = [
+        Schedule(reminder_timer(n), after=timedelta(days=days))
+        for n, days in enumerate(REMINDER_DAYS, start=1)
+    ]
+    return [*reminders, Schedule(DEADLINE, after=timedelta(days=DEADLINE_DAYS))]
+
+
+def timer_command(contract_id: str, name: str) -> SendReminder | TerminateContract:
+    if name == DEADLINE:
+        return TerminateContract(contract_id=contract_id, reason=DEADLINE_REASON)
+    return SendReminder(contract_id=contract_id, n=int(name.rsplit("-", 1)[1]))
