@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from procession import Runtime, VirtualClock, open_store
+from tests.engine.test_crashes import reset_pg
 from tests.engine.test_processing import setup_group
 from tests.support.faults import Crash, FaultInjector
 from tests.support.toy import Close, build_app
@@ -19,27 +18,41 @@ def only_projection(rt: Runtime) -> int:
     return rt.run_once_stages({"projection:accounts_by_group"})
 
 
-@pytest.mark.parametrize("crash_at", range(1, 12))
-def test_a_fault_between_any_two_statements_applies_each_event_once(
-    store_url: str, crash_at: int
-) -> None:
-    store = open_store(store_url)
+def project_with_crash(url: str, crash_at: int | None) -> tuple[list[tuple[str, str, str]], int]:
+    store = open_store(url)
     rt = Runtime(build_app(), store, VirtualClock())
     ids = setup_group(rt, 4)
     rt.send(Close(account_id=ids[1]))
     injector = FaultInjector(store, crash_at)
-    with pytest.raises(Crash):
+    try:
         while only_projection(rt):
             pass
+    except Crash:
+        pass
     injector.remove()
     while only_projection(rt):  # restart
         pass
-    assert rows(store) == [
-        (ids[0], "g1", "open"),
-        (ids[1], "g1", "closed"),
-        (ids[2], "g1", "open"),
-        (ids[3], "g1", "open"),
+    result = rows(store)
+    store.close()
+    return result, injector.count
+
+
+def test_a_fault_between_any_two_statements_applies_each_event_once(
+    store_url: str, backend: str
+) -> None:
+    expected, statements = project_with_crash(store_url, None)
+    assert expected == [
+        ("g1-a0000", "g1", "open"),
+        ("g1-a0001", "g1", "closed"),
+        ("g1-a0002", "g1", "open"),
+        ("g1-a0003", "g1", "open"),
     ]
+    assert statements >= 4
+    for k in range(1, statements + 1):
+        if backend == "postgres":
+            reset_pg(store_url)
+        url = store_url.replace("store.db", f"store-{k}.db")
+        assert project_with_crash(url, k)[0] == expected, f"crash at statement {k}"
 
 
 def test_rebuild_gives_the_same_rows_as_catch_up(store_url: str) -> None:

@@ -61,7 +61,7 @@ class ContractsByCustomer(Projection):
         tx.sql(q("reset"))
 
     def opened(self, tx: Tx, event: ContractOpened, info: EventInfo) -> None:
-        tx.sql(
+        tx.write(
             q("insert"),
             {
                 "contract_id": event.contract_id,
@@ -73,7 +73,7 @@ class ContractsByCustomer(Projection):
         )
 
     def status_changed(self, tx: Tx, event: Any, info: EventInfo) -> None:
-        tx.sql(
+        tx.write(
             q("set_status"),
             {
                 "contract_id": event.contract_id,

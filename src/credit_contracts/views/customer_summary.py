@@ -73,18 +73,18 @@ class CustomerSummaryView(Projection):
         tx.sql(q("reset_contracts"))
 
     def registered(self, tx: Tx, e: CustomerRegistered, info: EventInfo) -> None:
-        tx.sql(
+        tx.write(
             q("insert_customer"), {"customer_id": e.customer_id, "name": e.name, "rating": e.rating}
         )
 
     def rating_changed(self, tx: Tx, e: CustomerCreditRatingChanged, info: EventInfo) -> None:
-        tx.sql(
+        tx.write(
             q("rating_changed"),
             {"customer_id": e.customer_id, "rating": e.new_rating, "change_no": e.change_no},
         )
 
     def change_completed(self, tx: Tx, e: CreditChangeCompleted, info: EventInfo) -> None:
-        tx.sql(
+        tx.write(
             q("change_completed"),
             {
                 "customer_id": e.customer_id,
@@ -96,7 +96,7 @@ class CustomerSummaryView(Projection):
         )
 
     def contract_opened(self, tx: Tx, e: ContractOpened, info: EventInfo) -> None:
-        tx.sql(q("insert_contract"), {"contract_id": e.contract_id, "customer_id": e.customer_id})
+        tx.write(q("insert_contract"), {"contract_id": e.contract_id, "customer_id": e.customer_id})
         count(tx, e.customer_id, "active", +1)
 
     def contract_moved(self, tx: Tx, e: Any, info: EventInfo) -> None:
@@ -104,13 +104,13 @@ class CustomerSummaryView(Projection):
         new = STATUS_AFTER[type(e)]
         if not rows or rows[0][0] == new:
             return
-        tx.sql(q("set_contract_status"), {"contract_id": e.contract_id, "status": new})
+        tx.write(q("set_contract_status"), {"contract_id": e.contract_id, "status": new})
         count(tx, e.customer_id, rows[0][0], -1)
         count(tx, e.customer_id, new, +1)
 
 
 def count(tx: Tx, customer_id: str, status: str, delta: int) -> None:
-    tx.sql(q(f"inc_{status}"), {"customer_id": customer_id, "d": delta})
+    tx.write(q(f"inc_{status}"), {"customer_id": customer_id, "d": delta})
 
 
 def customer_summary(store: Store, customer_id: str) -> CustomerSummary | None:

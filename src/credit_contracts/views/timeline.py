@@ -87,7 +87,7 @@ class Timeline(Projection):
     def record(self, tx: Tx, event: Any, info: EventInfo) -> None:
         command, story = STORY[type(event)]
         meta = info.metadata
-        tx.sql(
+        tx.write(
             q("insert"),
             {
                 "contract_id": event.contract_id,

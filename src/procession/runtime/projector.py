@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from procession.app import App
 from procession.projection import EventInfo, Projection
 from procession.runtime.envelope import load_meta
@@ -31,6 +33,12 @@ class Projector:
         if not tx.try_singleton(key):
             return 0
         rows = tx.read_all_raw(tx.checkpoint(key) + 1, limit)
+        self.apply(tx, projection, rows)
+        if rows:
+            tx.set_checkpoint(key, rows[-1][0])
+        return len(rows)
+
+    def apply(self, tx: Tx, projection: Projection, rows: list[tuple[Any, ...]]) -> None:
         wanted = self.names[projection.name]
         registry = tx.store.registry
         for position, stream_id, version, type_, schema_version, data, meta in rows:
@@ -39,9 +47,6 @@ class Projector:
                 projection.handle(
                     tx, event, EventInfo(position, stream_id, version, load_meta(meta))
                 )
-        if rows:
-            tx.set_checkpoint(key, rows[-1][0])
-        return len(rows)
 
     def reset(self, tx: Tx, projection: Projection) -> None:
         """Empty a projection and rewind it to the start of the log (a full rebuild follows)."""

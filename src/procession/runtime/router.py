@@ -30,18 +30,13 @@ class Router:
         wanted = set(self.by_type) | set(app.outcomes)
         self.names = {app.messages.type_of_class(t).name for t in wanted}
 
-    def run(self, tx: Tx, now: float, limit: int = 1000) -> int:
-        if not tx.try_singleton(CHECKPOINT):
-            return 0
-        rows = tx.read_all_raw(tx.checkpoint(CHECKPOINT) + 1, limit)
+    def apply(self, tx: Tx, rows: list[tuple[Any, ...]], now: float) -> None:
+        """Route a page of the log (the caller moves the checkpoint in the same transaction)."""
         deliveries: list[dict[str, Any]] = []
         for row in rows:
             if row[3] in self.names:
                 self.route(tx, row, deliveries, now)
         deliver_rows(tx, deliveries, now)
-        if rows:
-            tx.set_checkpoint(CHECKPOINT, rows[-1][0])
-        return len(rows)
 
     def route(self, tx: Tx, row: tuple[Any, ...], out: list[dict[str, Any]], now: float) -> None:
         position, stream_id, _version, type_, schema_version, data, meta_text = row

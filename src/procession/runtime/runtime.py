@@ -22,6 +22,7 @@ from procession.process import batch
 from procession.process.batch import BatchProgress, BatchWorker
 from procession.runtime.clock import Clock, SystemClock
 from procession.runtime.commands import CommandBus, CommandResult
+from procession.runtime.consumers import LogConsumers
 from procession.runtime.projector import Projector, checkpoint_name
 from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
@@ -68,19 +69,15 @@ class Runtime:
         self.steps = StepRunner(app)
         self.batches = BatchWorker(app)
         self.projector.setup(store)
+        self.log = LogConsumers(self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
-            *[(f"projection:{name}", self._projection_stage(name)) for name in app.projections],
-            ("router", self.router.run),
+            ("log", self.log.run),
             ("processes", self.steps.run),
             ("commands", lambda tx, now: self.commands.run_pending_in(tx, now)),
             ("timers", fire_due),
             ("batches", self.batches.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
-
-    def _projection_stage(self, name: str) -> Callable[[Tx, float], int]:
-        projection = self.app.projections[name]
-        return lambda tx, now: self.projector.run(tx, projection)
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -103,11 +100,17 @@ class Runtime:
         return work
 
     def run_once_stages(self, names: set[str]) -> int:
-        """One round of the named stages only (tests use it to stop a pipeline half way)."""
+        """One round of the named stages only (tests use it to stop a pipeline half way).
+
+        Log consumers are named like their checkpoints: "router", "projection:<name>".
+        """
         work = 0
+        consumers = names & set(self.log.consumers)
         for name, stage in self.stages:
-            if name in names:
-                with self.store.transaction() as tx:
+            with self.store.transaction() as tx:
+                if name == "log" and consumers:
+                    work += self.log.run(tx, self.clock.now(), only=consumers)
+                elif name in names:
                     work += stage(tx, self.clock.now())
         return work
 

@@ -57,6 +57,8 @@ class Backend(Protocol):
     def table_names(self, cursor: Cursor) -> set[str]: ...
     def run_script(self, cursor: Cursor, script: str) -> None: ...
     def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None: ...
+    @property
+    def single_process(self) -> bool: ...
     def array_param(self, values: list[str]) -> Any: ...
 
 
@@ -151,6 +153,13 @@ class Tx:
         sql = self.store.sql
         self.store.backend.send_batch(self.cursor, [(sql[q], ps) for q, ps in groups])
 
+    def write(self, sql: str, params: Params | None = None) -> None:
+        """The caller's own write (`:name` parameters), deferred like the engine's: in order
+        with other writes, consecutive identical statements sent as one executemany."""
+        text = self.store.backend.user_sql(sql)
+        self.store.sql.setdefault(text, text)  # queued by text: user SQL has no name
+        self._deferred.append((text, params or {}))
+
     def sql(self, sql: str, params: Params | Sequence[Params] | None = None) -> list[Row]:
         """Run the caller's own SQL (`:name` parameters), e.g. a projection's table writes.
 
@@ -202,7 +211,8 @@ class Tx:
     def lock_appends(self) -> None:
         """Take the append lock now (PostgreSQL), before reading what the appends depend on."""
         if not self._appends_locked:
-            self.run("lock_appends")
+            if not self.store.backend.single_process:  # SQLite: BEGIN IMMEDIATE holds it
+                self.run("lock_appends")
             self._appends_locked = True
 
     def known_version(self, stream_id: str, version: int) -> None:
@@ -291,6 +301,8 @@ class Tx:
 
     def try_singleton(self, name: str) -> bool:
         """Hold the named singleton role for this transaction (PostgreSQL: advisory lock)."""
+        if self.store.backend.single_process:
+            return True  # one process owns the database: every role is ours
         return bool(self.scalar("try_singleton", name=name))
 
 

@@ -32,6 +32,7 @@ def _safe(url: str) -> str:
 
 class PostgresBackend:
     name = "postgres"
+    single_process = False
 
     def __init__(self, url: str, pool_size: int = 4) -> None:
         self.url = url

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from procession.store.base import Cursor, Params
 
 class SQLiteBackend:
     name = "sqlite"
+    single_process = True
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
@@ -37,8 +39,16 @@ class SQLiteBackend:
 
     def _pragmas(self, path: str) -> None:
         run = self.conn.execute
+        run("PRAGMA busy_timeout=30000")
         if path != ":memory:":
-            run("PRAGMA journal_mode=WAL")
+            for attempt in range(50):  # switching to WAL needs a moment alone with the file
+                try:
+                    run("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 49:
+                        raise
+                    time.sleep(0.05)
         run("PRAGMA synchronous=NORMAL")
         run("PRAGMA cache_size=-65536")
         run("PRAGMA temp_store=MEMORY")

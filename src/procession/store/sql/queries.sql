@@ -247,3 +247,6 @@ DELETE FROM process_instances WHERE process = :process AND instance_id = :instan
 -- name: resume_instance
 UPDATE process_instances SET parked = 0, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
+
+-- name: all_checkpoints
+SELECT name, position FROM checkpoints;
