@@ -56,6 +56,7 @@ class ContractsByCustomer(Projection):
     def setup(self, tx: Tx) -> None:
         tx.sql(q("create_table"))
         tx.sql(q("create_index"))
+        tx.sql(q("create_status_index"))
 
     def reset(self, tx: Tx) -> None:
         tx.sql(q("reset"))

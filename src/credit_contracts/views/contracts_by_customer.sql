@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS cc_contracts (
 -- name: create_index
 CREATE INDEX IF NOT EXISTS cc_contracts_customer ON cc_contracts (customer_id, contract_id);
 
+-- name: create_status_index
+-- Counts per status for the customer summary, read from the index alone.
+CREATE INDEX IF NOT EXISTS cc_contracts_status ON cc_contracts (customer_id, status);
+
 -- name: reset
 DELETE FROM cc_contracts;
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from credit_contracts.domain.messages import (
-    ContractOpened,
-    ContractResigned,
-    ContractTerminated,
     CreditChangeCompleted,
-    CustomerContractReconfirmed,
-    CustomerContractRevoked,
     CustomerCreditRatingChanged,
     CustomerRegistered,
 )
 from credit_contracts.views import queries
-from credit_contracts.views.contracts_by_customer import STATUS_AFTER
 from procession import EventInfo, Projection, Store, Tx
 
 NAME = "customer_summary"
@@ -55,22 +47,12 @@ class CustomerSummaryView(Projection):
         self.on(CustomerRegistered, self.registered)
         self.on(CustomerCreditRatingChanged, self.rating_changed)
         self.on(CreditChangeCompleted, self.change_completed)
-        self.on(ContractOpened, self.contract_opened)
-        for event_type in (
-            CustomerContractRevoked,
-            ContractResigned,
-            CustomerContractReconfirmed,
-            ContractTerminated,
-        ):
-            self.on(event_type, self.contract_moved)
 
     def setup(self, tx: Tx) -> None:
         tx.sql(q("create_customers"))
-        tx.sql(q("create_contracts"))
 
     def reset(self, tx: Tx) -> None:
         tx.sql(q("reset_customers"))
-        tx.sql(q("reset_contracts"))
 
     def registered(self, tx: Tx, e: CustomerRegistered, info: EventInfo) -> None:
         tx.write(
@@ -94,23 +76,6 @@ class CustomerSummaryView(Projection):
                 "skipped": e.skipped,
             },
         )
-
-    def contract_opened(self, tx: Tx, e: ContractOpened, info: EventInfo) -> None:
-        tx.write(q("insert_contract"), {"contract_id": e.contract_id, "customer_id": e.customer_id})
-        count(tx, e.customer_id, "active", +1)
-
-    def contract_moved(self, tx: Tx, e: Any, info: EventInfo) -> None:
-        rows = tx.sql(q("contract_status"), {"contract_id": e.contract_id})
-        new = STATUS_AFTER[type(e)]
-        if not rows or rows[0][0] == new:
-            return
-        tx.write(q("set_contract_status"), {"contract_id": e.contract_id, "status": new})
-        count(tx, e.customer_id, rows[0][0], -1)
-        count(tx, e.customer_id, new, +1)
-
-
-def count(tx: Tx, customer_id: str, status: str, delta: int) -> None:
-    tx.write(q(f"inc_{status}"), {"customer_id": customer_id, "d": delta})
 
 
 def customer_summary(store: Store, customer_id: str) -> CustomerSummary | None:
