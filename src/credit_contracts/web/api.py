@@ -1,0 +1,246 @@
+"""The HTTP API: commands in, read models out, one route per question.
+
+    app = create_app("sqlite:///contracts.db", clock="virtual")
+
+Writes execute a command with `Runtime.send` and answer once the read models show it; the
+batches and the contracts' re-confirmation then move on whenever the runtime runs
+(`POST /api/run`, the `--worker` thread, or separate worker processes on PostgreSQL). A
+write sent with an `Idempotency-Key` header executes once however often it is retried.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse
+
+from credit_contracts.app import customer_batches, open_system
+from credit_contracts.domain.contract import STATUSES
+from credit_contracts.domain.customer import RATINGS
+from credit_contracts.domain.messages import (
+    ChangeCustomerCreditRating,
+    OpenContract,
+    RegisterCustomer,
+    SignContract,
+)
+from credit_contracts.processes.credit_change import batch_id_for
+from credit_contracts.simulator import SimulationConfig
+from credit_contracts.views.contracts_by_customer import ContractRow, contracts_of, get_contract
+from credit_contracts.views.customer_summary import CustomerSummary, customer_summary, customers
+from credit_contracts.views.timeline import timeline
+from credit_contracts.web import errors, shapes
+from credit_contracts.web.bodies import NewContract, NewCustomer, RatingChange, RunRequest
+from credit_contracts.web.system import ClockKind, WebSystem
+from procession import NotFound, new_id
+
+api = APIRouter(prefix="/api")
+pages = APIRouter()
+
+
+def system_of(request: Request) -> WebSystem:
+    system: WebSystem = request.app.state.system
+    return system
+
+
+System = Annotated[WebSystem, Depends(system_of)]
+IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def require_customer(system: WebSystem, customer_id: str) -> CustomerSummary:
+    summary = customer_summary(system.runtime.store, customer_id)
+    if summary is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return summary
+
+
+def require_contract(system: WebSystem, contract_id: str) -> ContractRow:
+    row = get_contract(system.runtime.store, contract_id)
+    if row is None:
+        raise NotFound(f"contract {contract_id} does not exist")
+    return row
+
+
+def next_after(ids: list[str], limit: int) -> str | None:
+    """The cursor of the next page: the last id of a full page."""
+    return ids[-1] if len(ids) == limit else None
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+@api.post("/customers", status_code=201)
+def register_customer(
+    body: NewCustomer, system: System, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    customer_id = body.id or new_id()
+    command = RegisterCustomer(customer_id=customer_id, name=body.name, rating=body.rating)
+    result = system.execute(command, idempotency_key)
+    summary = require_customer(system, customer_id)
+    return {**shapes.customer(summary), "command": shapes.command(result)}
+
+
+@api.get("/customers")
+def list_customers(system: System, after: str | None = None, limit: Limit = 100) -> dict[str, Any]:
+    page = customers(system.runtime.store, after, limit)
+    return {
+        "customers": [shapes.customer(summary) for summary in page],
+        "next": next_after([s.customer_id for s in page], limit),
+    }
+
+
+@api.get("/customers/{customer_id}")
+def show_customer(customer_id: str, system: System) -> dict[str, Any]:
+    summary = require_customer(system, customer_id)
+    batches = customer_batches(system.runtime, customer_id)
+    return {**shapes.customer(summary), "batches": [shapes.batch(b) for b in batches]}
+
+
+@api.post("/customers/{customer_id}/rating", status_code=202)
+def change_rating(
+    customer_id: str, body: RatingChange, system: System, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """Accepted: the rating has changed; the batch over the contracts runs from here on."""
+    command = ChangeCustomerCreditRating(customer_id=customer_id, new_rating=body.rating)
+    result = system.execute(command, idempotency_key)
+    summary = require_customer(system, customer_id)
+    return {
+        **shapes.customer(summary),
+        "batch_id": batch_id_for(customer_id, summary.rating_changes),
+        "command": shapes.command(result),
+    }
+
+
+@api.get("/customers/{customer_id}/contracts")
+def list_contracts(
+    customer_id: str,
+    system: System,
+    status: Annotated[str | None, Query(pattern=f"^({'|'.join(STATUSES)})$")] = None,
+    after: str | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    require_customer(system, customer_id)
+    page = contracts_of(system.runtime.store, customer_id, status, after, limit)
+    return {
+        "customer_id": customer_id,
+        "contracts": [shapes.contract(row) for row in page],
+        "next": next_after([row.contract_id for row in page], limit),
+    }
+
+
+# -- contracts -------------------------------------------------------------------------------
+
+
+@api.post("/contracts", status_code=201)
+def open_contract(
+    body: NewContract, system: System, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    contract_id = body.id or new_id()
+    command = OpenContract(contract_id=contract_id, customer_id=body.customer_id, title=body.title)
+    result = system.execute(command, idempotency_key)
+    row = require_contract(system, contract_id)
+    return {**shapes.contract(row), "command": shapes.command(result)}
+
+
+@api.post("/contracts/{contract_id}/sign")
+def sign_contract(
+    contract_id: str, system: System, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """The customer re-signs a pending contract; re-confirmation follows when processes run."""
+    result = system.execute(SignContract(contract_id=contract_id), idempotency_key)
+    row = require_contract(system, contract_id)
+    return {**shapes.contract(row), "command": shapes.command(result)}
+
+
+@api.get("/contracts/{contract_id}")
+def show_contract(contract_id: str, system: System) -> dict[str, Any]:
+    row = require_contract(system, contract_id)
+    entries = timeline(system.runtime.store, contract_id)
+    return {**shapes.contract(row), "timeline": [shapes.timeline_entry(e) for e in entries]}
+
+
+# -- batches and running ---------------------------------------------------------------------
+
+
+@api.get("/batches")
+def list_batches(system: System, limit: Limit = 50) -> dict[str, Any]:
+    return {"batches": [shapes.batch(progress) for progress in system.batches(limit)]}
+
+
+@api.get("/batches/{batch_id}")
+def show_batch(batch_id: str, system: System) -> dict[str, Any]:
+    progress = system.runtime.progress(batch_id)
+    if progress is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    return shapes.batch(progress)
+
+
+@api.post("/run")
+def run(system: System, body: Annotated[RunRequest | None, Body()] = None) -> dict[str, Any]:
+    """Process until idle; on a virtual clock, up to `advance_days` of process time."""
+    return system.run(None if body is None else body.advance_days)
+
+
+@api.get("/system")
+def describe(system: System) -> dict[str, Any]:
+    """The clock, and the vocabularies the dashboard's forms offer."""
+    return {**system.clock_state(), "ratings": list(RATINGS), "statuses": list(STATUSES)}
+
+
+# -- the dashboard ---------------------------------------------------------------------------
+
+
+@pages.get("/", response_class=HTMLResponse, include_in_schema=False)
+def dashboard() -> str:
+    return (resources.files("credit_contracts.web") / "dashboard.html").read_text()
+
+
+# -- composition -----------------------------------------------------------------------------
+
+
+def create_app(
+    db_url: str,
+    *,
+    clock: ClockKind = "system",
+    simulation: SimulationConfig | None = None,
+    worker: bool = False,
+) -> FastAPI:
+    """The API and dashboard over the store at `db_url`.
+
+    `clock="virtual"` keeps process time in the store and moves it only on `POST /api/run`;
+    `simulation` adds simulated customers who re-sign (or not); `worker=True` runs the
+    runtime in a background thread, so batches move without anyone pressing "Run" (on a
+    virtual clock it does what is due now: only `POST /api/run` moves time).
+    """
+    if clock not in ("system", "virtual"):
+        raise ValueError(f"clock must be 'system' or 'virtual', not {clock!r}")
+    system = WebSystem(open_system(db_url, simulation, virtual=clock == "virtual"), clock)
+    app = FastAPI(title="credit contracts", lifespan=lifespan(system, worker))
+    app.state.system = system
+    errors.install(app)
+    app.include_router(api)
+    app.include_router(pages)
+    return app
+
+
+def lifespan(system: WebSystem, worker: bool) -> Any:
+    @asynccontextmanager
+    async def running(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(target=system.work_forever, args=(stop,), daemon=True)
+        if worker:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker:
+                thread.join(timeout=10)
+            system.close()
+
+    return running
