@@ -117,3 +117,16 @@ def test_progress_reports_counts_rate_and_eta(store_url: str) -> None:
     assert progress.total == progress.done == 10
     assert progress.rate > 0 and progress.eta_seconds is None
     assert rt.progress("no-such-batch") is None
+
+
+def test_batches_lists_newest_first_with_their_owner(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    setup_group(rt, 3)
+    rt.send(ReviewGroup(group="g1"))
+    rt.run_until_idle()
+    rt.send(ReviewGroup(group="g1"))
+    rt.run_until_idle()
+    listed = rt.batches()
+    assert [b.batch_id for b in listed] == ["review-g1-2", "review-g1-1"]
+    assert {(b.owner_process, b.owner_instance) for b in listed} == {("GroupReview", "g1")}
+    assert all(b.status == "completed" and b.done == 3 for b in listed)

@@ -41,6 +41,9 @@ class BatchProgress(msgspec.Struct, frozen=True):
     """Finished items per second of (process) time since the batch started."""
     eta_seconds: float | None
     superseded_by: str | None = None
+    owner_process: str = ""
+    owner_instance: str = ""
+    """The process instance that started the batch (and receives its BatchCompleted)."""
 
 
 def start(
@@ -286,4 +289,6 @@ def progress(tx: Tx, batch_id: str) -> BatchProgress | None:
         rate=rate,
         eta_seconds=eta,
         superseded_by=row[15],
+        owner_process=row[1],
+        owner_instance=row[2],
     )

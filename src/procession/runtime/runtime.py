@@ -67,7 +67,7 @@ class Runtime:
         self.router = Router(app)
         self.projector = Projector(app)
         self.steps = StepRunner(app)
-        self.batches = BatchWorker(app)
+        self.batch_worker = BatchWorker(app)
         self.projector.setup(store)
         self.log = LogConsumers(self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
@@ -75,7 +75,7 @@ class Runtime:
             ("processes", self.steps.run),
             ("commands", lambda tx, now: self.commands.run_pending_in(tx, now)),
             ("timers", fire_due),
-            ("batches", self.batches.run),
+            ("batches", self.batch_worker.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
 
@@ -129,6 +129,24 @@ class Runtime:
                     break
                 self.clock.advance_to(due)
                 stats.clock_advances += 1
+        return stats
+
+    def run_until(self, when: float) -> RunStats:
+        """Run what falls due up to `when` on a virtual clock, then leave the clock there."""
+        stats = RunStats()
+        with bulk_gc():
+            while True:
+                stats.work += self.run_until_idle_no_advance()
+                stats.rounds += 1
+                due = self.next_due()
+                if due is None or due > when:
+                    break
+                self.clock.advance_to(due)
+                stats.clock_advances += 1
+            if when > self.clock.now():
+                self.clock.advance_to(when)
+                stats.clock_advances += 1
+            stats.work += self.run_until_idle_no_advance()
         return stats
 
     def run_until_idle_no_advance(self) -> int:
@@ -196,6 +214,13 @@ class Runtime:
             read += n
             if n == 0:
                 return read
+
+    def batches(self, limit: int = 100) -> list[BatchProgress]:
+        """The newest batches first, with their progress."""
+        with self.store.transaction(write=False) as tx:
+            ids = [r[0] for r in tx.rows("list_batches", limit=limit)]
+            found = [batch.progress(tx, batch_id) for batch_id in ids]
+        return [p for p in found if p is not None]
 
     def progress(self, batch_id: str) -> BatchProgress | None:
         with self.store.transaction(write=False) as tx:

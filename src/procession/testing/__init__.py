@@ -123,15 +123,7 @@ class ProcessScenario:
     def advance(self, **delta: float) -> ProcessScenario:
         """Move virtual time forward (`days=3`, `hours=1`), firing timers due on the way."""
         self._seen_commands = len(self.all_commands())
-        target = self.clock.now() + timedelta(**delta).total_seconds()
-        while True:
-            self.runtime.run_until_idle_no_advance()
-            due = self.runtime.next_due()
-            if due is None or due > target:
-                break
-            self.clock.advance_to(due)
-        self.clock.advance_to(target)
-        self.runtime.run_until_idle_no_advance()
+        self.runtime.run_until(self.clock.now() + timedelta(**delta).total_seconds())
         return self
 
     def all_commands(self) -> list[Message]:
