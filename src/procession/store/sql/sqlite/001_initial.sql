@@ -93,5 +93,5 @@ CREATE TABLE batch_items (
   updated_at REAL NOT NULL,
   PRIMARY KEY (batch_id, target_id)
 );
-CREATE INDEX batch_items_status ON batch_items (batch_id, status);
+CREATE INDEX batch_items_status ON batch_items (batch_id, status, target_id);
 CREATE INDEX batch_items_open ON batch_items (target_id) WHERE status = 'awaiting';
