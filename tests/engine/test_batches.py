@@ -120,7 +120,7 @@ def test_progress_reports_counts_rate_and_eta(store_url: str) -> None:
 
 
 def test_batches_lists_newest_first_with_their_owner(store_url: str) -> None:
-    store, _, rt = make_runtime(store_url)
+    _store, _, rt = make_runtime(store_url)
     setup_group(rt, 3)
     rt.send(ReviewGroup(group="g1"))
     rt.run_until_idle()

@@ -236,3 +236,19 @@ def test_a_message_delivered_twice_is_handled_once(store_url: str, kind: str) ->
     rt.run_once_stages({"processes"})
     assert inbox_rows(store) == [], "the duplicate was consumed"
     assert instances(store, "FreezeWatch")["a"] == before, "and changed nothing"
+
+
+def test_send_many_is_all_or_nothing_and_idempotent(store_url: str) -> None:
+    store, _, rt = make_runtime(store_url)
+    batch = [OpenAccount(account_id=f"m{i}", group="g", command_id=f"open-m{i}") for i in range(5)]
+    results = rt.send_many(batch)
+    assert [r.events for r in results] == [1] * 5
+    assert {r.position for r in results} == {store.head_position()}
+    again = rt.send_many(batch)
+    assert all(r.duplicate for r in again) and store.head_position() == 5
+    head = store.head_position()
+    with pytest.raises(CommandRejected, match="already exists"):
+        rt.send_many(
+            [OpenAccount(account_id="fresh", group="g"), OpenAccount(account_id="m1", group="g")]
+        )
+    assert store.head_position() == head, "the whole batch was rolled back"

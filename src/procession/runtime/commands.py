@@ -131,35 +131,63 @@ class CommandBus:
         causation_id: str | None = None,
     ) -> CommandResult:
         """Execute now, in one transaction; a command_id seen before returns its result."""
-        if not command.command_id:
-            command = msgspec.structs.replace(command, command_id=new_id())
+        return self.send_many([command], correlation_id, causation_id)[0]
+
+    def send_many(
+        self,
+        commands: list[Command],
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[CommandResult]:
+        """Execute commands in order in one transaction: all of them, or (if the domain
+        rejects one) none. Each result's `position` is the log head after the whole batch."""
+        commands = [
+            c if c.command_id else msgspec.structs.replace(c, command_id=new_id()) for c in commands
+        ]
         now = self.now()
-        meta = metadata(command.command_id, correlation_id, causation_id, now)
+        results: list[CommandResult] = []
         with self.store.transaction() as tx:
             tx.lock_appends()
-            found = tx.row("find_command", command_id=command.command_id)
-            if found is not None:
-                return _previous(command.command_id, found)
             run = HandlerRun(tx, now, {})
-            self._handle(run, command, meta)
-            position = tx.head_position() if run.events else 0
-            result = CommandResult(command.command_id, "done", run.events, run.streams, position)
-            row = message_row(tx.store.registry, command, meta)
-            tx.defer(
-                "insert_command",
-                command_id=command.command_id,
-                status="done",
-                available_at=now,
-                **row,
-            )
-            tx.defer(
+            self.prefetch(run, commands)
+            for command in commands:
+                found = tx.row("find_command", command_id=command.command_id)
+                if found is not None:
+                    results.append(_previous(command.command_id, found))
+                    continue
+                meta = metadata(command.command_id, correlation_id, causation_id, now)
+                run.events, run.streams = 0, []
+                self._handle(run, command, meta)
+                results.append(
+                    CommandResult(command.command_id, "done", run.events, list(run.streams))
+                )
+                row = message_row(tx.store.registry, command, meta)
+                tx.defer(
+                    "insert_command",
+                    command_id=command.command_id,
+                    status="done",
+                    available_at=now,
+                    **row,
+                )
+            head = tx.head_position() if any(r.events for r in results) else 0
+            results = [
+                r if r.duplicate else msgspec.structs.replace(r, position=head if r.events else 0)
+                for r in results
+            ]
+            tx.many(
                 "finish_command",
-                command_id=command.command_id,
-                status="done",
-                result=encode_json(result),
-                error=None,
+                [
+                    {
+                        "command_id": r.command_id,
+                        "status": "done",
+                        "result": encode_json(r),
+                        "error": None,
+                    }
+                    for r in results
+                    if not r.duplicate
+                ],
             )
-        return result
+        return results
 
     def run_pending(self, limit: int = 500) -> int:
         """Execute up to `limit` due outbox commands in one transaction; return how many."""

@@ -87,6 +87,15 @@ class Runtime:
         """Execute a command now; raises CommandRejected (nothing stored) if the domain refuses."""
         return self.commands.send(command, correlation_id, causation_id)
 
+    def send_many(
+        self,
+        commands: list[Command],
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[CommandResult]:
+        """Execute many commands in one transaction (bulk set-up, imports): all or none."""
+        return self.commands.send_many(commands, correlation_id, causation_id)
+
     # -- running -------------------------------------------------------------------------------
 
     def run_once(self) -> int:
