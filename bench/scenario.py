@@ -1,0 +1,133 @@
+"""The whole reference scenario, end to end: open N contracts, change the rating, run to the end.
+
+    python bench/scenario.py                    # 10k, 100k, 1M on SQLite; 10k, 100k on PostgreSQL
+    python bench/scenario.py --backend sqlite --sizes 10000
+
+Each (backend, N) runs in a fresh child process (its own peak RSS). One customer holds all N
+contracts; simulated customers re-sign late or never (seed 7, 10% never) on the virtual
+clock, as in `make demo`. Set-up (registering and opening, bulk commands of 5,000 per
+transaction) is timed apart from the run (the rating change until the batch completes and
+nothing is left to do). Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    command_line,
+    git_state,
+    log,
+    machine_info,
+    now_iso,
+    peak_rss_mb,
+    pg_schema,
+    sqlite_url,
+    temp_dir,
+)
+
+CHUNK = 5000
+DEFAULT = {"sqlite": [10_000, 100_000, 1_000_000], "postgres": [10_000, 100_000]}
+
+
+def child(url: str, n: int) -> dict[str, Any]:
+    from credit_contracts.app import open_system
+    from credit_contracts.domain.messages import (
+        ChangeCustomerCreditRating,
+        OpenContract,
+        RegisterCustomer,
+    )
+    from credit_contracts.processes.credit_change import batch_id_for
+    from credit_contracts.simulator import SimulationConfig
+
+    runtime = open_system(url, SimulationConfig(seed=7, never_sign=0.1), virtual=True)
+    started = time.perf_counter()
+    runtime.send(RegisterCustomer(customer_id="bench", name="Bench Ltd", rating="AA"))
+    for first in range(0, n, CHUNK):
+        runtime.send_many(
+            [
+                OpenContract(contract_id=f"k{i:08d}", customer_id="bench", title="lease")
+                for i in range(first, min(n, first + CHUNK))
+            ]
+        )
+    runtime.run_until_idle()  # read models catch up with the set-up
+    setup = time.perf_counter() - started
+    head_before = runtime.store.head_position()
+    rss_before = peak_rss_mb()
+
+    started = time.perf_counter()
+    runtime.send(ChangeCustomerCreditRating(customer_id="bench", new_rating="B"))
+    stats = runtime.run_until_idle()
+    seconds = time.perf_counter() - started
+    progress = runtime.progress(batch_id_for("bench", 1))
+    assert progress is not None and progress.status == "completed", progress
+    events = runtime.store.head_position() - head_before
+    return {
+        "contracts": n,
+        "setup_seconds": round(setup, 2),
+        "seconds": round(seconds, 2),
+        "contracts_per_s": round(n / seconds),
+        "events": events,
+        "events_per_s": round(events / seconds),
+        "reconfirmed": progress.done,
+        "terminated": progress.failed,
+        "skipped": progress.skipped,
+        "rounds": stats.rounds,
+        "clock_advances": stats.clock_advances,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_after_setup_mb": rss_before,
+    }
+
+
+def run_child(backend: str, n: int) -> dict[str, Any]:
+    log(f"{backend}: scenario with {n:,} contracts ...")
+    cmd = [sys.executable, __file__, "--child", backend, "--sizes", str(n)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child failed: {done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    log(f"{backend}: {result}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--sizes", help="comma-separated N (default: per backend)")
+    parser.add_argument("--child", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        n = int(args.sizes)
+        with temp_dir() as folder:
+            if args.child == "sqlite":
+                result = child(sqlite_url(folder / "scenario.db"), n)
+            else:
+                with pg_schema("bench_scenario") as url:
+                    result = child(url, n)
+        print(json.dumps(result))
+        return
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    out: dict[str, Any] = {
+        "bench": "scenario",
+        "date": now_iso(),
+        "command": command_line(),
+        "machine": machine_info(),
+        "git": git_state(),
+    }
+    for backend in backends:
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT[backend]
+        out[backend] = {str(n): run_child(backend, n) for n in sizes}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
