@@ -12,6 +12,7 @@ import resource
 import shlex
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,6 +93,11 @@ def pg_info(url: str = PG_URL) -> dict[str, Any] | None:
         return None
 
 
+def load_avg() -> list[float]:
+    """1, 5 and 15 minute load averages: above ~1 on an idle bench, someone else is busy."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine_info(pg_url: str | None = PG_URL) -> dict[str, Any]:
     """What a result needs beside it to be comparable: CPU, RAM, Python, database versions."""
     info: dict[str, Any] = {
@@ -101,7 +107,7 @@ def machine_info(pg_url: str | None = PG_URL) -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_at_start": load_avg(),
     }
     try:
         import msgspec
@@ -115,6 +121,28 @@ def machine_info(pg_url: str | None = PG_URL) -> dict[str, Any]:
     info["postgres"] = pg["server_version"] if pg else None
     info["postgres_settings"] = pg
     return info
+
+
+def git_state(root: Path | None = None) -> dict[str, Any]:
+    """The commit of the procession being measured (the checkout it is imported from), and
+    whether its src/ had uncommitted changes (figures then describe the work tree)."""
+    if root is None:
+        import procession
+
+        root = Path(procession.__file__).resolve().parent.parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    return {
+        "checkout": str(root),
+        "commit": commit or None,
+        "src_dirty": bool(git("status", "--porcelain", "--", "src")) if commit else None,
+    }
 
 
 # -- timing and memory -----------------------------------------------------------------------

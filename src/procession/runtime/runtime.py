@@ -99,8 +99,20 @@ class Runtime:
     # -- running -------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """One round of every stage, each in its own transaction; the work done."""
+        """One round of every stage; the work done.
+
+        On PostgreSQL each stage is its own transaction, so that claims and the append lock
+        are held briefly while other workers run. A SQLite store has one process and one
+        writer: the whole round is one transaction (the stages' transactions nest in it),
+        which spares a commit per stage.
+        """
         self.clock.sync()
+        if not self.store.backend.single_process:
+            return self._stages()
+        with self.store.transaction():
+            return self._stages()
+
+    def _stages(self) -> int:
         work = 0
         for _name, stage in self.stages:
             now = self.clock.now()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import msgspec
 
 from procession.errors import ConcurrencyError, SchemaError
-from procession.ids import new_id
+from procession.ids import new_ids
 from procession.messages import Message, MessageRegistry
 from procession.store.records import ANY, AppendResult, RecordedEvent
 
@@ -26,6 +26,15 @@ Params = dict[str, Any]
 Row = tuple[Any, ...]
 RAW_COLUMNS = "position, stream_id, version, type, schema_version, data, metadata"
 SCHEMA_MARK = "procession"
+
+
+class _Metadata(msgspec.Struct):
+    """An event's metadata: encodes to the same JSON as the dict, several times faster."""
+
+    message_id: str
+    correlation_id: str
+    causation_id: str | None
+    occurred_at: str
 
 
 def iso(ts: float) -> str:
@@ -88,6 +97,7 @@ class Tx:
         self.cursor = cursor
         self._versions: dict[str, int] = {}
         self._appends_locked = False
+        self._stamp: str | None = None
         self._deferred: list[tuple[str, Params]] = []
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
@@ -229,6 +239,17 @@ class Tx:
             self._versions[stream_id] = known
         return known
 
+    def prefetch_versions(self, stream_ids: Iterable[str]) -> None:
+        """The versions of many streams in one query, instead of one query (and, with deferred
+        writes, one flush) per stream."""
+        missing = [s for s in dict.fromkeys(stream_ids) if s not in self._versions]
+        if len(missing) > 1:
+            found: dict[str, int] = dict(
+                self.rows("stream_versions", ids=self.store.backend.array_param(missing))
+            )
+            for stream_id in missing:
+                self._versions[stream_id] = int(found.get(stream_id, 0))
+
     def append(
         self,
         stream_id: str,
@@ -241,38 +262,68 @@ class Tx:
         extra: dict[str, Any] | None = None,
     ) -> int:
         """Append events to one stream; return the new stream version."""
+        return self.append_many(
+            [(stream_id, events, expected_version)],
+            now=now,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            extra=extra,
+        )[0]
+
+    def append_many(
+        self,
+        appends: Sequence[tuple[str, Sequence[Message], int]],
+        *,
+        now: float | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Append to many streams: one version query, one id draw, one group of inserts.
+
+        Every expectation is checked before anything is queued, so a ConcurrencyError leaves
+        the transaction as it was. Returns each append's new stream version.
+        """
         self.lock_appends()
-        current = self.stream_version(stream_id)
-        if expected_version != ANY and current != expected_version:
-            raise ConcurrencyError(stream_id, expected_version, current)
-        stamp = iso(self.store.now() if now is None else now)
-        rows = []
-        registry = self.store.registry
-        for offset, event in enumerate(events, start=1):
-            name, schema_version, data = registry.encode(event)
-            message_id = new_id()
-            meta: dict[str, Any] = {
-                "message_id": message_id,
-                "correlation_id": correlation_id or message_id,
-                "causation_id": causation_id,
-                "occurred_at": stamp,
-            }
-            if extra:
-                meta.update(extra)
-            rows.append(
-                {
-                    "stream_id": stream_id,
-                    "version": current + offset,
-                    "type": name,
-                    "schema_version": schema_version,
-                    "data": data,
-                    "metadata": encode_json(meta),
-                }
-            )
-        self.many("insert_event", rows)  # under the lock, the version check above is final
-        self._versions[stream_id] = current + len(rows)
-        self.appended.append((stream_id, len(rows)))
-        return current + len(rows)
+        self.prefetch_versions(stream_id for stream_id, _, _ in appends)
+        after: dict[str, int] = {}
+        starts = []
+        for stream_id, events, expected in appends:
+            current = after.get(stream_id)
+            if current is None:
+                current = self.stream_version(stream_id)
+            if expected != ANY and current != expected:
+                raise ConcurrencyError(stream_id, expected, current)
+            starts.append(current)
+            after[stream_id] = current + len(events)
+        stamp = iso(now) if now is not None else self._now_iso()
+        ids = iter(new_ids(sum(len(events) for _, events, _ in appends)))
+        encode = self.store.registry.encode
+        rows: list[tuple[Any, ...]] = []
+        versions = []
+        for (stream_id, events, _), version in zip(appends, starts, strict=True):
+            for event in events:
+                name, schema_version, data = encode(event)
+                message_id = next(ids)
+                version += 1
+                meta = _Metadata(message_id, correlation_id or message_id, causation_id, stamp)
+                text = (
+                    encode_json(meta)
+                    if not extra
+                    else encode_json(msgspec.structs.asdict(meta) | extra)
+                )
+                rows.append((stream_id, version, name, schema_version, data, text))
+            self.appended.append((stream_id, len(events)))
+            versions.append(version)
+        self.many("insert_event_row", rows)  # type: ignore[arg-type]  # positional rows
+        self._versions.update(after)
+        return versions
+
+    def _now_iso(self) -> str:
+        """One clock reading per transaction: its events share one `occurred_at`."""
+        if self._stamp is None:
+            self._stamp = iso(self.store.now())
+        return self._stamp
 
     def read_stream_raw(self, stream_id: str, after: int = 0) -> list[Row]:
         return self.rows("read_stream", stream_id=stream_id, after=after)
@@ -366,8 +417,7 @@ class Store:
     def append_batch(self, appends: Iterable[tuple[str, Sequence[Message], int]]) -> int:
         """Append to many streams in one transaction (all or nothing); return the head position."""
         with self.transaction() as tx:
-            for stream_id, events, expected in appends:
-                tx.append(stream_id, events, expected)
+            tx.append_many(list(appends))
             return tx.head_position()
 
     def read_stream(self, stream_id: str, from_version: int = 0) -> list[RecordedEvent]:

@@ -25,7 +25,8 @@ def load(backend: str) -> dict[str, str]:
     queries = parse((root / "queries.sql").read_text())
     queries.update(parse((root / backend / "queries.sql").read_text()))
     if backend == "postgres":
-        return {name: to_pyformat(sql) for name, sql in queries.items()}
+        # positional parameters are written `?` (sqlite3's style) and become psycopg's `%s`
+        return {name: to_pyformat(sql).replace("?", "%s") for name, sql in queries.items()}
     return queries
 
 

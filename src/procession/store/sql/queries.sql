@@ -4,10 +4,6 @@
 -- name: stream_version
 SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = :stream_id;
 
--- name: insert_event
-INSERT INTO events (stream_id, version, type, schema_version, data, metadata)
-VALUES (:stream_id, :version, :type, :schema_version, :data, :metadata);
-
 -- name: read_stream
 SELECT position, stream_id, version, type, schema_version, data, metadata
 FROM events WHERE stream_id = :stream_id AND version > :after ORDER BY version;
@@ -250,3 +246,8 @@ WHERE process = :process AND instance_id = :instance_id;
 
 -- name: all_checkpoints
 SELECT name, position FROM checkpoints;
+
+-- name: insert_event_row
+-- Positional: binding six values by position spares building a dict per event.
+INSERT INTO events (stream_id, version, type, schema_version, data, metadata)
+VALUES (?, ?, ?, ?, ?, ?);

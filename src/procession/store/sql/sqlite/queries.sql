@@ -21,3 +21,7 @@ FROM inbox WHERE instance_id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 -- name: read_streams
 SELECT position, stream_id, version, type, schema_version, data, metadata
 FROM events WHERE stream_id IN (SELECT value FROM json_each(:ids)) ORDER BY stream_id, version;
+
+-- name: stream_versions
+SELECT stream_id, MAX(version) FROM events
+WHERE stream_id IN (SELECT value FROM json_each(:ids)) GROUP BY stream_id;
