@@ -46,7 +46,7 @@ from procession.process.manager import (
 from procession.projection import EventInfo, Projection
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
-from procession.runtime.runtime import RunStats, Runtime
+from procession.runtime.runtime import Limits, RunStats, Runtime
 from procession.store import ANY, NO_STREAM, AppendResult, RecordedEvent, Store, Tx, open_store
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "Event",
     "EventInfo",
     "HandlerContext",
+    "Limits",
     "MalformedMessage",
     "Message",
     "MessageRegistry",

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -29,6 +30,24 @@ from procession.runtime.router import Router
 from procession.runtime.steps import StepRunner
 from procession.runtime.timers import fire_due
 from procession.store.base import Store, Tx
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much work one transaction of each stage takes on.
+
+    Bigger batches pay Python's and the database's per-transaction costs less often; on
+    PostgreSQL they also hold claims and the append lock longer while other workers wait.
+    """
+
+    log_page: int = 1000
+    instances: int = 200
+    commands: int = 500
+    timers: int = 1000
+
+
+SQLITE_LIMITS = Limits(log_page=4000, instances=1000, commands=2000, timers=4000)
+"""One process owns a SQLite store: nobody waits for its locks, so take big bites."""
 
 
 class RunStats(msgspec.Struct):
@@ -55,8 +74,12 @@ class Runtime:
         store: Store,
         clock: Clock | None = None,
         skip: frozenset[str] = frozenset(),
+        limits: Limits | None = None,
     ) -> None:
         """`skip` names stages not to run here (e.g. {"commands"} in a process test)."""
+        if limits is None:
+            limits = SQLITE_LIMITS if store.backend.single_process else Limits()
+        self.limits = limits
         app.check()
         self.app = app
         self.store = store
@@ -71,10 +94,10 @@ class Runtime:
         self.projector.setup(store)
         self.log = LogConsumers(self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
-            ("log", self.log.run),
-            ("processes", self.steps.run),
-            ("commands", lambda tx, now: self.commands.run_pending_in(tx, now)),
-            ("timers", fire_due),
+            ("log", lambda tx, now: self.log.run(tx, now, limit=limits.log_page)),
+            ("processes", lambda tx, now: self.steps.run(tx, now, limit=limits.instances)),
+            ("commands", lambda tx, now: self.commands.run_pending_in(tx, now, limits.commands)),
+            ("timers", lambda tx, now: fire_due(tx, now, limit=limits.timers)),
             ("batches", self.batch_worker.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]

@@ -50,6 +50,7 @@ class SQLiteBackend:
                         raise
                     time.sleep(0.05)
         run("PRAGMA synchronous=NORMAL")
+        run("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints under bulk work
         run("PRAGMA cache_size=-65536")
         run("PRAGMA temp_store=MEMORY")
         run("PRAGMA busy_timeout=30000")
