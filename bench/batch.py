@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,17 +23,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    command_line,
-    git_state,
-    log,
-    machine_info,
-    now_iso,
-    peak_rss_mb,
-    pg_schema,
-    sqlite_url,
-    temp_dir,
-)
+from bench.common import header, in_fresh_store, peak_rss_mb, run_child
 from procession import (
     App,
     BatchCompleted,
@@ -95,9 +84,13 @@ class Owner(ProcessManager[dict[str, Any]]):
         if isinstance(message, BenchStarted):
             return [
                 StartBatch(
-                    batch_id=f"bench-{message.run}", source="targets", template="touch",
-                    fence=int(ctx.metadata["position"]), await_outcome=False,
-                    max_in_flight=1000, page_size=1000,
+                    batch_id=f"bench-{message.run}",
+                    source="targets",
+                    template="touch",
+                    fence=int(ctx.metadata["position"]),
+                    await_outcome=False,
+                    max_in_flight=1000,
+                    page_size=1000,
                 )
             ]
         if isinstance(message, BatchCompleted):
@@ -160,17 +153,6 @@ def child(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def run_child(backend: str, n: int) -> dict[str, Any]:
-    log(f"{backend}: batch of {n:,} ...")
-    cmd = [sys.executable, __file__, "--child", backend, "--sizes", str(n)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    log(f"{backend}: {result}")
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -179,24 +161,13 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.child:
-        with temp_dir() as folder:
-            if args.child == "sqlite":
-                result = child(sqlite_url(folder / "batch.db"), sizes[0])
-            else:
-                with pg_schema("bench_batch") as url:
-                    result = child(url, sizes[0])
-        print(json.dumps(result))
+        n = sizes[0]
+        print(json.dumps(in_fresh_store(args.child, "batch", lambda url: child(url, n))))
         return
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    out: dict[str, Any] = {
-        "bench": "batch",
-        "date": now_iso(),
-        "command": command_line(),
-        "machine": machine_info(),
-        "git": git_state(),
-    }
+    out = header("batch")
     for backend in backends:
-        results = {str(n): run_child(backend, n) for n in sizes}
+        results = {str(n): run_child(__file__, backend, n, "batch of") for n in sizes}
         entry: dict[str, Any] = {"runs": results}
         if "100000" in results and "1000000" in results:
             entry["memory_ratio_1m_over_100k"] = round(

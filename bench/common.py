@@ -210,3 +210,43 @@ def pg_schema(prefix: str = "bench", base: str = PG_URL) -> Iterator[str]:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# -- one measurement per child process ---------------------------------------------------------
+
+
+def run_child(script: str, backend: str, n: int, what: str) -> dict[str, Any]:
+    """Run `script --child backend --sizes n` in a fresh interpreter (its own peak RSS) and
+    return the JSON object it prints."""
+    import json
+
+    log(f"{backend}: {what} {n:,} ...")
+    cmd = [sys.executable, script, "--child", backend, "--sizes", str(n)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child failed: {done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    log(f"{backend}: {result}")
+    return result
+
+
+def in_fresh_store(
+    backend: str, name: str, measure: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    """Call `measure(url)` on a new SQLite file or a new PostgreSQL schema, then drop it."""
+    with temp_dir() as folder:
+        if backend == "sqlite":
+            return measure(sqlite_url(folder / f"{name}.db"))
+        with pg_schema(f"bench_{name}") as url:
+            return measure(url)
+
+
+def header(bench: str) -> dict[str, Any]:
+    """What every result carries: which bench, when, how it was called, on what, from where."""
+    return {
+        "bench": bench,
+        "date": now_iso(),
+        "command": command_line(),
+        "machine": machine_info(),
+        "git": git_state(),
+    }

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,17 +22,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (
-    command_line,
-    git_state,
-    log,
-    machine_info,
-    now_iso,
-    peak_rss_mb,
-    pg_schema,
-    sqlite_url,
-    temp_dir,
-)
+from bench.common import header, in_fresh_store, peak_rss_mb, run_child
 
 CHUNK = 5000
 DEFAULT = {"sqlite": [10_000, 100_000, 1_000_000], "postgres": [10_000, 100_000]}
@@ -88,17 +77,6 @@ def child(url: str, n: int) -> dict[str, Any]:
     }
 
 
-def run_child(backend: str, n: int) -> dict[str, Any]:
-    log(f"{backend}: scenario with {n:,} contracts ...")
-    cmd = [sys.executable, __file__, "--child", backend, "--sizes", str(n)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"child failed: {done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    log(f"{backend}: {result}")
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -107,25 +85,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         n = int(args.sizes)
-        with temp_dir() as folder:
-            if args.child == "sqlite":
-                result = child(sqlite_url(folder / "scenario.db"), n)
-            else:
-                with pg_schema("bench_scenario") as url:
-                    result = child(url, n)
-        print(json.dumps(result))
+        print(json.dumps(in_fresh_store(args.child, "scenario", lambda url: child(url, n))))
         return
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    out: dict[str, Any] = {
-        "bench": "scenario",
-        "date": now_iso(),
-        "command": command_line(),
-        "machine": machine_info(),
-        "git": git_state(),
-    }
+    out = header("scenario")
     for backend in backends:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT[backend]
-        out[backend] = {str(n): run_child(backend, n) for n in sizes}
+        out[backend] = {str(n): run_child(__file__, backend, n, "scenario with") for n in sizes}
     print(json.dumps(out, indent=2))
 
 
