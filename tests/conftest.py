@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import psycopg
@@ -66,5 +66,3 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
 def backend(store_url: str) -> str:
     return "sqlite" if store_url.startswith("sqlite") else "postgres"
 
-
-StoreFactory = Callable[..., object]

@@ -16,7 +16,7 @@ from procession.aggregate import Aggregate
 from procession.app import App
 from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
 from procession.ids import new_id
-from procession.messages import Command, Message
+from procession.messages import Command
 from procession.process import batch
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Store, Tx, encode_json
@@ -303,7 +303,3 @@ def enqueue(tx: Tx, command: Command, meta: dict[str, Any], available_at: float)
         available_at=available_at,
         **row,
     )
-
-
-def decode_command(tx: Tx, row: tuple[Any, ...]) -> Message:
-    return tx.store.registry.decode(row[1], row[2], row[3])

@@ -24,7 +24,6 @@ _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
 Params = dict[str, Any]
 Row = tuple[Any, ...]
-RAW_COLUMNS = "position, stream_id, version, type, schema_version, data, metadata"
 SCHEMA_MARK = "procession"
 
 
@@ -101,7 +100,6 @@ class Tx:
         self._deferred: list[tuple[str, Params]] = []
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
-        self.appended: list[tuple[str, int]] = []
 
     def _exec(self, query: str, params: Params | None) -> Cursor:
         self.flush()
@@ -196,7 +194,7 @@ class Tx:
         """
         if self._savepoint is not None:
             raise RuntimeError("savepoints do not nest")
-        versions, locked, appended = dict(self._versions), self._appends_locked, len(self.appended)
+        versions, locked = dict(self._versions), self._appends_locked
         sp = self._savepoint = _Savepoint(len(self._deferred), len(self._unordered))
         try:
             yield
@@ -210,7 +208,6 @@ class Tx:
                 del self._deferred[sp.mark :]
                 del self._unordered[sp.loose_mark :]
             self._versions, self._appends_locked = versions, locked
-            del self.appended[appended:]
             raise
         finally:
             self._savepoint = None
@@ -313,7 +310,6 @@ class Tx:
                     else encode_json(msgspec.structs.asdict(meta) | extra)
                 )
                 rows.append((stream_id, version, name, schema_version, data, text))
-            self.appended.append((stream_id, len(events)))
             versions.append(version)
         self.many("insert_event_row", rows)  # type: ignore[arg-type]  # positional rows
         self._versions.update(after)

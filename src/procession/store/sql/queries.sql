@@ -88,10 +88,6 @@ WHERE (p.process, p.instance_id) IN (
 AND p.parked = 0
 LIMIT :limit;
 
--- name: instance_inbox
-SELECT id, routing, type, schema_version, data, metadata, attempts, available_at, parked
-FROM inbox WHERE process = :process AND instance_id = :instance_id ORDER BY id;
-
 -- name: delete_inbox
 DELETE FROM inbox WHERE id = :id;
 
@@ -111,10 +107,6 @@ WHERE process = :process AND instance_id = :instance_id;
 -- name: get_instance
 SELECT status, state, version, updated_at FROM process_instances
 WHERE process = :process AND instance_id = :instance_id;
-
--- name: list_instances
-SELECT process, instance_id, status, version, updated_at FROM process_instances
-WHERE process = :process ORDER BY instance_id LIMIT :limit;
 
 -- name: parked_inbox
 SELECT id, process, instance_id, type, data, metadata, attempts, error FROM inbox
@@ -215,10 +207,6 @@ WHERE batch_id = :batch_id AND status IN ('done', 'failed', 'skipped');
 -- name: cancel_pending_items
 UPDATE batch_items SET status = 'cancelled', updated_at = :now
 WHERE batch_id = :batch_id AND status = 'pending';
-
--- name: open_items_of_batch
-SELECT target_id FROM batch_items
-WHERE batch_id = :batch_id AND status IN ('dispatched', 'awaiting') ORDER BY target_id;
 
 -- name: finish_batch
 UPDATE batches SET status = :status, completed_at = :now, superseded_by = :superseded_by
