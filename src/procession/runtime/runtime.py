@@ -164,16 +164,45 @@ class Runtime:
         with bulk_gc():
             while max_rounds is None or stats.rounds < max_rounds:
                 stats.rounds += 1
-                done = self.run_once()
+                done = self._round()
                 stats.work += done
                 if done:
                     continue
-                due = self.next_due() if self.clock.virtual else None
-                if due is None:
+                if not self.clock.virtual:
                     break
-                self.clock.advance_to(due)
-                stats.clock_advances += 1
+                outcome = self._advance_when_quiet()
+                if outcome == "idle":
+                    break
+                if outcome == "moved":
+                    stats.clock_advances += 1
+                elif outcome == "busy":
+                    time.sleep(0.01)
         return stats
+
+    def _round(self) -> int:
+        if not self.clock.virtual or self.store.backend.single_process:
+            return self.run_once()
+        with self.store.backend.shared_round():  # virtual time shared with other workers
+            return self.run_once()
+
+    def _advance_when_quiet(self) -> str:
+        """Move a virtual clock to the next due work, only when no worker anywhere is inside
+        a round and a round of our own, alone, finds nothing to do: otherwise work another
+        worker is still committing would run at a later virtual time than it was caused at.
+
+        Returns "moved", "work" (the round alone found some), "busy" (another worker is in a
+        round) or "idle" (nothing is due at any time).
+        """
+        with self.store.backend.exclusive_round() as alone:
+            if not alone:
+                return "busy"
+            if not self.store.backend.single_process and self.run_once():
+                return "work"
+            due = self.next_due()
+            if due is None:
+                return "idle"
+            self.clock.advance_to(due)
+            return "moved"
 
     def run_until(self, when: float) -> RunStats:
         """Run what falls due up to `when` on a virtual clock, then leave the clock there."""
@@ -207,14 +236,15 @@ class Runtime:
         sleep = idle_sleep
         with bulk_gc():
             while not stop.is_set():
-                if self.run_once():
+                if self._round():
                     sleep = idle_sleep
                     continue
-                if self.clock.virtual:
-                    due = self.next_due()
-                    if due is not None:
-                        self.clock.advance_to(due)
-                        continue
+                outcome = self._advance_when_quiet() if self.clock.virtual else "idle"
+                if outcome in ("moved", "work"):
+                    continue
+                if outcome == "busy":  # another worker is in a round: look again shortly
+                    stop.wait(idle_sleep)
+                    continue
                 stop.wait(sleep)
                 sleep = min(sleep * 2, max_sleep)
 

@@ -25,6 +25,9 @@ _EVENT_INSERT = "INSERT INTO events (stream_id, version, type, schema_version, d
 _COPY_EVENTS = "COPY events (stream_id, version, type, schema_version, data, metadata) FROM STDIN"
 
 
+_GATE_SQL = "SELECT {}(hashtext(current_schema()), hashtext('procession:virtual-clock'))"
+
+
 def _safe(url: str) -> str:
     """The URL without its password, for error messages."""
     try:
@@ -50,6 +53,7 @@ class PostgresBackend:
             url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
         )
         self.pool.open(wait=True, timeout=10)
+        self._gate: psycopg.Connection[Any] | None = None
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
@@ -70,6 +74,38 @@ class PostgresBackend:
 
     def run_script(self, cursor: Cursor, script: str) -> None:
         cursor.execute(script)
+
+    @contextmanager
+    def shared_round(self) -> Iterator[None]:
+        """Held by every worker round while virtual time is shared (see exclusive_round)."""
+        conn = self._gate_connection()
+        conn.execute(_GATE_SQL.format("pg_advisory_lock_shared"))
+        try:
+            yield
+        finally:
+            conn.execute(_GATE_SQL.format("pg_advisory_unlock_shared"))
+
+    @contextmanager
+    def exclusive_round(self) -> Iterator[bool]:
+        """True if no other worker is inside a round, and none can start one until exit.
+
+        A worker may move a shared virtual clock only then: work another worker is still
+        committing would otherwise run at a later virtual time than it was caused at.
+        """
+        conn = self._gate_connection()
+        row = conn.execute(_GATE_SQL.format("pg_try_advisory_lock")).fetchone()
+        alone = bool(row and row[0])
+        try:
+            yield alone
+        finally:
+            if alone:
+                conn.execute(_GATE_SQL.format("pg_advisory_unlock"))
+
+    def _gate_connection(self) -> psycopg.Connection[Any]:
+        """A session of its own: advisory session locks must outlive pooled transactions."""
+        if self._gate is None:
+            self._gate = psycopg.connect(self.url, autocommit=True)
+        return self._gate
 
     def array_param(self, values: list[str]) -> Any:
         return values
@@ -97,4 +133,6 @@ class PostgresBackend:
                         copy.write_row(row)
 
     def close(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
         self.pool.close()

@@ -94,6 +94,14 @@ class SQLiteBackend:
             if "".join(lines).strip():
                 cursor.execute("\n".join(lines))
 
+    @contextmanager
+    def shared_round(self) -> Iterator[None]:
+        yield  # one process: nobody else runs rounds
+
+    @contextmanager
+    def exclusive_round(self) -> Iterator[bool]:
+        yield True
+
     def array_param(self, values: list[str]) -> Any:
         return json.dumps(values)
 
