@@ -257,6 +257,17 @@ class BatchWorker:
         deliver(tx, batch.owner_process, batch.owner_instance, "batch", message, meta, now)
 
 
+def has_work(tx: Tx) -> bool:
+    """Some batch has targets to enumerate, items to dispatch, or a completion due."""
+    for row in tx.rows("active_batches"):
+        batch_id, status = row[0], row[10]
+        if status == "enumerating" or tx.row("pending_items", batch_id=batch_id, limit=1):
+            return True
+        if not tx.rows("batch_has_open_items", batch_id=batch_id):
+            return True
+    return False
+
+
 def _superseded_by(tx: Tx, batch_id: str) -> str | None:
     row = tx.row("get_batch", batch_id=batch_id)
     return None if row is None else row[15]

@@ -248,6 +248,29 @@ class Runtime:
                 stop.wait(sleep)
                 sleep = min(sleep * 2, max_sleep)
 
+    def quiescent(self) -> bool:
+        """Nothing is ready now and nothing is due later, for every worker of the store.
+
+        For supervisors and tests that must know a run is over. On PostgreSQL with virtual
+        time it holds the round gate, so no worker is half way through a round; the answer
+        comes from one snapshot.
+        """
+        with self.store.backend.exclusive_round() as alone:
+            if not alone:
+                return False
+            with self.store.transaction(write=False) as tx:
+                tx.snapshot()
+                head = tx.head_position()
+                saved: dict[str, int] = dict(tx.rows("all_checkpoints"))
+                if any(saved.get(name, 0) < head for name in self.log.consumers):
+                    return False
+                if batch.has_work(tx):
+                    return False
+                dues = [
+                    tx.scalar(q) for q in ("next_timer_due", "next_inbox_due", "next_command_due")
+                ]
+            return all(due is None for due in dues)
+
     def next_due(self) -> float | None:
         """The earliest time a timer, a retried delivery or a retried command becomes due."""
         now = self.clock.now()

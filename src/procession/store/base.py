@@ -217,6 +217,10 @@ class Tx:
             self.flush()
             self.cursor.execute("RELEASE SAVEPOINT procession_step")
 
+    def snapshot(self) -> None:
+        """Make every read of this (read-only) transaction see one snapshot."""
+        self.run("repeatable_read")
+
     def lock_appends(self) -> None:
         """Take the append lock now (PostgreSQL), before reading what the appends depend on."""
         if not self._appends_locked:

@@ -54,3 +54,6 @@ FROM events WHERE stream_id = ANY(:ids) ORDER BY stream_id, version;
 
 -- name: stream_versions
 SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY(:ids) GROUP BY stream_id;
+
+-- name: repeatable_read
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;

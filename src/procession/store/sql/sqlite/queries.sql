@@ -25,3 +25,7 @@ FROM events WHERE stream_id IN (SELECT value FROM json_each(:ids)) ORDER BY stre
 -- name: stream_versions
 SELECT stream_id, MAX(version) FROM events
 WHERE stream_id IN (SELECT value FROM json_each(:ids)) GROUP BY stream_id;
+
+-- name: repeatable_read
+-- A SQLite transaction reads one snapshot already.
+SELECT 1;

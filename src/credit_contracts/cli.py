@@ -1,0 +1,593 @@
+"""`credit-contracts`: the reference system from the shell.
+
+    credit-contracts customers register NAME RATING [--id ID]
+    credit-contracts customers change-rating ID RATING      credit-contracts customers show ID
+    credit-contracts contracts open CUSTOMER_ID [--id ID] [--title T]
+    credit-contracts contracts sign ID          credit-contracts contracts show ID
+    credit-contracts batches list [--customer ID]
+    credit-contracts batches show ID
+    credit-contracts run [--clock system|virtual]
+    credit-contracts demo --contracts N [--customers K] [--never-sign F] [--seed S] [--workers W]
+    credit-contracts worker [--clock system|virtual]
+
+Every command takes `--db URL` and `--json`: then stdout holds exactly one JSON object. Commands
+only record; `run` (or workers) process. An error is one line `error: ...` on stderr (and
+{"error": ...} on stdout with --json), exit code 2; nothing is stored for a refused command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from typer.exceptions import TyperException
+
+from credit_contracts import demo as demo_plan
+from credit_contracts.app import build_app, customer_batches, open_system
+from credit_contracts.demo_run import drive, finish_demo, run_demo, work
+from credit_contracts.domain.customer import Customer
+from credit_contracts.domain.messages import (
+    ChangeCustomerCreditRating,
+    CustomerCreditRatingChanged,
+    OpenContract,
+    RegisterCustomer,
+    SignContract,
+)
+from credit_contracts.processes.credit_change import batch_id_for
+from credit_contracts.simulator import load_simulation
+from credit_contracts.views.contracts_by_customer import get_contract
+from credit_contracts.views.customer_summary import customer_summary
+from credit_contracts.views.timeline import timeline
+from procession import (
+    BatchProgress,
+    Clock,
+    ConfigurationError,
+    NotFound,
+    ProcessionError,
+    Runtime,
+    Store,
+    SystemClock,
+    VirtualClock,
+    new_id,
+    open_store,
+)
+from procession.runtime.clock import VIRTUAL_KEY
+
+HELP = (__doc__ or "").split("\n\n")[0]
+cli = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=HELP, rich_markup_mode="markdown"
+)
+customers_cli = typer.Typer(no_args_is_help=True, help="Register customers, change ratings.")
+contracts_cli = typer.Typer(no_args_is_help=True, help="Open, sign and inspect contracts.")
+batches_cli = typer.Typer(no_args_is_help=True, help="Follow credit-change batches.")
+cli.add_typer(customers_cli, name="customers")
+cli.add_typer(contracts_cli, name="contracts")
+cli.add_typer(batches_cli, name="batches")
+
+DEFAULT_DB = "sqlite:///credit_contracts.db"
+Db = Annotated[str, typer.Option("--db", help="store URL (sqlite:///... or postgresql://...)")]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+out = Console(highlight=False)
+err = Console(stderr=True)
+
+
+class ClockKind(StrEnum):
+    system = "system"
+    virtual = "virtual"
+
+
+class Failure(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+# -- opening the store ---------------------------------------------------------------------
+
+
+def require_store(url: str) -> None:
+    """Refuse to create a SQLite file as a side effect of reading or changing nothing."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:" and not os.path.exists(path):
+            raise Failure(f"no store at {path}: create one with `customers register` or `demo`")
+
+
+def uses_virtual_time(store: Store) -> bool:
+    with store.transaction(write=False) as tx:
+        return tx.get_meta(VIRTUAL_KEY) is not None
+
+
+def store_clock(store: Store) -> Clock:
+    """The store's own time: its durable virtual clock if it has one (a demo), else the system's."""
+    return VirtualClock(store=store) if uses_virtual_time(store) else SystemClock()
+
+
+def open_runtime(url: str, *, create: bool = False) -> Runtime:
+    """The reference system on the store at `url`, with the store's simulation and clock."""
+    if not create:
+        require_store(url)
+    store = open_store(url)
+    try:
+        return Runtime(build_app(load_simulation(store)), store, store_clock(store))
+    except BaseException:
+        store.close()
+        raise
+
+
+def catch_up(runtime: Runtime) -> None:
+    """Bring the read models up to the log's head before reading them."""
+    runtime.wait_for(runtime.store.head_position())
+
+
+def checked_id(value: str, what: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise Failure(
+            f"bad {what} id {value!r}: use letters, digits and . _ : @ - (at most 128, "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def rating(value: str) -> str:
+    return value.strip().upper()
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def emit(data: dict[str, Any], as_json: bool, *lines: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+    else:
+        for line in lines:
+            out.print(line, markup=False)
+
+
+def key_values(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=escape(title), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, Text("-" if value is None else str(value)))
+    return table
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+@customers_cli.command("register")
+def register_customer(
+    name_arg: Annotated[str | None, typer.Argument(metavar="NAME", show_default=False)] = None,
+    rating_arg: Annotated[
+        str | None, typer.Argument(metavar="RATING", help="AAA, AA, A, BBB ... D")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="instead of NAME")] = None,
+    rating_: Annotated[str | None, typer.Option("--rating", help="instead of RATING")] = None,
+    customer_id: Annotated[str | None, typer.Option("--id", help="default: a new id")] = None,
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Register a customer with a credit rating: `register NAME RATING` or `--name --rating`."""
+    cid = checked_id(customer_id, "customer") if customer_id is not None else new_id()
+    who = one_of(name_arg, name, "name")
+    grade = rating(one_of(rating_arg, rating_, "rating"))
+    runtime = open_runtime(db, create=True)
+    with runtime.store:
+        runtime.send(RegisterCustomer(customer_id=cid, name=who, rating=grade))
+    data = {"id": cid, "name": who, "rating": grade}
+    emit(data, as_json, f"registered customer {cid}: {who}, rating {grade}")
+
+
+def one_of(argument: str | None, option: str | None, what: str) -> str:
+    """A value given as an argument or as an option, not both, not neither."""
+    if argument is not None and option is not None:
+        raise Failure(f"the {what} is given twice: as {what.upper()} and as --{what}")
+    if argument is None and option is None:
+        raise Failure(f"a customer needs a {what}: give {what.upper()} or --{what}")
+    return str(argument if argument is not None else option)
+
+
+@customers_cli.command("change-rating")
+def change_rating(
+    customer_id: str,
+    rating_: Annotated[str, typer.Argument(metavar="RATING")],
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Change a customer's credit rating: its contracts go back to pending (run to process)."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        runtime.send(
+            ChangeCustomerCreditRating(customer_id=customer_id, new_rating=rating(rating_))
+        )
+        stream = runtime.store.read_stream(Customer.stream_id(customer_id))
+        last = [e.data for e in stream if e.type == CustomerCreditRatingChanged.__name__][-1]
+    data = {
+        "id": customer_id,
+        "old_rating": last["old_rating"],
+        "new_rating": last["new_rating"],
+        "change_no": last["change_no"],
+        "batch_id": batch_id_for(customer_id, last["change_no"]),
+    }
+    emit(
+        data,
+        as_json,
+        f"customer {customer_id}: rating {data['old_rating']} -> {data['new_rating']}; "
+        f"batch {data['batch_id']} starts on the next `credit-contracts run`",
+    )
+
+
+@customers_cli.command("show")
+def show_customer(customer_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """A customer's rating, rating changes and contracts per status."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        catch_up(runtime)
+        summary = customer_summary(runtime.store, customer_id)
+    if summary is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    data: dict[str, Any] = {
+        "id": customer_id,
+        "name": summary.name,
+        "rating": summary.rating,
+        "rating_changes": summary.rating_changes,
+        "completed_changes": summary.completed_changes,
+        "contracts": {
+            "active": summary.active,
+            "pending": summary.pending,
+            "resigned": summary.resigned,
+            "terminated": summary.terminated,
+        },
+    }
+    if as_json:
+        emit(data, True)
+    else:
+        rows = {k: v for k, v in data.items() if k != "contracts"} | data["contracts"]
+        out.print(key_values(f"customer {customer_id}", rows))
+
+
+# -- contracts -----------------------------------------------------------------------------
+
+
+@contracts_cli.command("open")
+def open_contract(
+    customer_id: str,
+    contract_id: Annotated[str | None, typer.Option("--id", help="default: a new id")] = None,
+    title: Annotated[str, typer.Option(help="what the contract is about")] = "",
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Open a contract for an existing customer (it belongs to that customer for life)."""
+    cid = checked_id(contract_id, "contract") if contract_id is not None else new_id()
+    runtime = open_runtime(db)
+    with runtime.store:
+        runtime.send(OpenContract(contract_id=cid, customer_id=customer_id, title=title))
+    data = {"id": cid, "customer_id": customer_id, "title": title, "status": "active"}
+    emit(data, as_json, f"opened contract {cid} for customer {customer_id}")
+
+
+@contracts_cli.command("sign")
+def sign_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """The customer re-signs a pending contract (run to have it re-confirmed)."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        result = runtime.send(SignContract(contract_id=contract_id))
+    data = {"id": contract_id, "status": "resigned", "changed": result.events > 0}
+    emit(data, as_json, f"contract {contract_id} is re-signed")
+
+
+@contracts_cli.command("show")
+def show_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """A contract's status and its timeline: every event, the command that caused it."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        catch_up(runtime)
+        row = get_contract(runtime.store, contract_id)
+        entries = timeline(runtime.store, contract_id)
+    if row is None:
+        raise NotFound(f"contract {contract_id} does not exist")
+    data: dict[str, Any] = {
+        "id": contract_id,
+        "customer_id": row.customer_id,
+        "title": row.title,
+        "status": row.status,
+        "timeline": [
+            {
+                "position": e.position,
+                "at": e.occurred_at,
+                "event": e.event_type,
+                "command": e.command,
+                "summary": e.summary,
+                "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id,
+            }
+            for e in entries
+        ],
+    }
+    if as_json:
+        emit(data, True)
+        return
+    table = Table(
+        title=escape(f"contract {contract_id} ({row.status}, customer {row.customer_id})")
+    )
+    for column in ("position", "at", "command", "what happened"):
+        table.add_column(column)
+    for e in entries:
+        at = e.occurred_at[:19].replace("T", " ")
+        table.add_row(str(e.position), at, e.command, Text(e.summary))
+    out.print(table)
+
+
+# -- batches -------------------------------------------------------------------------------
+
+
+def batch_data(progress: BatchProgress) -> dict[str, Any]:
+    return {
+        "id": progress.batch_id,
+        "customer_id": progress.owner_instance,
+        "status": progress.status,
+        "enumerated": progress.enumerated,
+        "total": progress.total,
+        "done": progress.done,
+        "failed": progress.failed,
+        "skipped": progress.skipped,
+        "cancelled": progress.cancelled,
+        "pending": progress.pending,
+        "in_flight": progress.in_flight,
+        "rate": round(progress.rate, 6),
+        "eta": None if progress.eta_seconds is None else round(progress.eta_seconds, 1),
+        "superseded_by": progress.superseded_by,
+    }
+
+
+@batches_cli.command("list")
+def list_batches(
+    customer: Annotated[str | None, typer.Option(help="only this customer's batches")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many")] = 100,
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Credit-change batches (all, or one customer's), newest first, with their progress."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        if customer is None:
+            found = runtime.batches(limit)
+        else:
+            catch_up(runtime)
+            if customer_summary(runtime.store, customer) is None:
+                raise NotFound(f"customer {customer} does not exist")
+            found = customer_batches(runtime, customer)[::-1][:limit]
+    batches = [batch_data(progress) for progress in found]
+    if as_json:
+        emit({"batches": batches}, True)
+        return
+    table = Table(title="credit-change batches")
+    for column in ("id", "customer", "status", "total", "done", "failed", "open"):
+        table.add_column(column)
+    for b in batches:
+        done, failed, still = b["done"], b["failed"], b["pending"] + b["in_flight"]
+        counts = (str(n) for n in (b["total"], done, failed, still))
+        table.add_row(Text(b["id"]), Text(b["customer_id"]), b["status"], *counts)
+    out.print(table)
+
+
+@batches_cli.command("show")
+def show_batch(batch_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
+    """A batch's progress: counts per item status, rate (items per process second), ETA."""
+    runtime = open_runtime(db)
+    with runtime.store:
+        progress = runtime.progress(batch_id)
+    if progress is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    data = batch_data(progress)
+    if as_json:
+        emit(data, True)
+    else:
+        out.print(key_values(f"batch {batch_id}", data))
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def pick_clock(store: Store, asked: ClockKind | None, demo: bool = False) -> bool:
+    """True for virtual time: as asked, else the store's own kind of time (a demo's: virtual)."""
+    virtual = demo or uses_virtual_time(store)
+    if asked is ClockKind.system and virtual:
+        raise Failure(
+            "this store runs on virtual time (a demo's timers are days away): use --clock virtual"
+        )
+    return virtual if asked is None else asked is ClockKind.virtual
+
+
+ClockOption = Annotated[
+    ClockKind | None,
+    typer.Option("--clock", help="system or virtual (default: the store's own kind of time)"),
+]
+
+
+@cli.command("run")
+def run(db: Db = DEFAULT_DB, clock: ClockOption = None, as_json: Json = False) -> None:
+    """Process until nothing is ready, finishing an interrupted demo first.
+
+    On virtual time the clock jumps to the next due timer whenever the system is idle, so a
+    demo's fourteen days pass in seconds; a killed demo resumes where it stopped.
+    """
+    require_store(db)
+    started = time.monotonic()
+    with open_store(db) as store:
+        plan = demo_plan.load_plan(store)
+        virtual = pick_clock(store, clock, demo=plan is not None)
+    runtime = open_system(db, plan.simulation if plan else None, virtual=virtual)
+    with runtime.store:
+        if plan is not None:
+            report_demo(finish_demo(runtime, plan, started, err), as_json)
+            return
+        head = runtime.store.head_position()
+        stats = drive(runtime)
+        data = {
+            "rounds": stats.rounds,
+            "work": stats.work,
+            "clock_advances": stats.clock_advances,
+            "events": runtime.store.head_position() - head,
+            "seconds": round(time.monotonic() - started, 3),
+            "clock": "virtual" if virtual else "system",
+        }
+    emit(data, as_json, f"idle after {stats.rounds} rounds: {data['events']} new events")
+
+
+def report_demo(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(data, True)
+        return
+    table = Table(title="credit-contracts demo", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    check = (
+        "[green]as the simulation predicted[/]"
+        if data["matches_expected"]
+        else (
+            f"[red]the simulation predicted {data['expected_reconfirmed']:,} / "
+            f"{data['expected_terminated']:,}[/]"
+        )
+    )
+    rows = [
+        ("contracts", f"{data['contracts']:,} of {data['customers']} customers"),
+        (f"rating change of {data['changed_customer']}", f"{data['affected']:,} contracts"),
+        ("reconfirmed", f"{data['reconfirmed']:,}"),
+        ("terminated", f"{data['terminated']:,}"),
+        ("still_pending", f"{data['still_pending']:,}"),
+        ("outcome", check),
+        ("batch", f"{data['batch_id']}: {data['batch_status']}"),
+        ("virtual time", f"{data['virtual_days']:.1f} days"),
+        ("events", f"{data['events']:,} in {data['seconds']:.1f} s"),
+        ("events/s", f"{data['events_per_second']:,.0f}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+@cli.command()
+def demo(
+    contracts: Annotated[int, typer.Option(help="how many contracts")] = 1000,
+    customers_: Annotated[int, typer.Option("--customers", help="how many customers")] = 3,
+    never_sign: Annotated[float, typer.Option(help="share of contracts never re-signed")] = 0.1,
+    seed: Annotated[int, typer.Option(help="the simulation's seed")] = 1,
+    workers: Annotated[int, typer.Option(help="worker processes (>1: PostgreSQL only)")] = 1,
+    db: Db = DEFAULT_DB,
+    as_json: Json = False,
+) -> None:
+    """Customers, contracts, one rating change, simulated customers, on virtual time.
+
+    Most contracts belong to the customer whose rating changes; each of their customers
+    re-signs promptly, after a reminder, too late or never. The run survives SIGKILL at any
+    moment: `credit-contracts run --db URL --clock virtual` finishes it with the same outcome.
+    """
+    plan = demo_plan.DemoPlan(
+        seed=seed, contracts=contracts, customers=customers_, never_sign=never_sign
+    )
+    if workers < 1:
+        raise Failure(f"--workers must be at least 1, not {workers}")
+    if workers > 1 and not db.startswith(("postgresql:", "postgres:")):
+        raise Failure(
+            f"--workers {workers} needs PostgreSQL: a SQLite store belongs to one process"
+        )
+    report_demo(run_demo(db, plan, workers, err), as_json)
+
+
+@cli.command()
+def worker(
+    db: Db = DEFAULT_DB,
+    clock: ClockOption = None,
+    stop_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
+    as_json: Json = False,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT; on PostgreSQL any number share one store.
+
+    On virtual time a worker moves the clock only when no worker has anything left to do
+    at the current instant, so outcomes do not depend on how many workers run.
+    """
+    require_store(db)
+    with open_store(db) as store:
+        virtual = pick_clock(store, clock, demo=demo_plan.load_plan(store) is not None)
+    runtime = open_system(db, virtual=virtual)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if stop_with_parent:
+        threading.Thread(target=watch_parent, args=(os.getppid(), stop), daemon=True).start()
+    typer.echo(f"worker {os.getpid()} started on {runtime.store.backend.name}", err=True)
+    with runtime.store:
+        work(runtime, stop)
+    emit({"worker": os.getpid(), "stopped": True}, as_json, f"worker {os.getpid()} stopped")
+
+
+def watch_parent(parent: int, stop: threading.Event) -> None:
+    """A worker spawned by `demo --workers` stops when the demo dies (even by SIGKILL)."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            stop.set()
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def report(message: str, as_json: bool) -> None:
+    message = one_line(message)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    sys.stderr.write(f"error: {message}\n")
+
+
+def wants_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def usage_of(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return str(getattr(ctx, "command_path", "")) or "credit-contracts"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = wants_json(args)
+    command = typer.main.get_command(cli)
+    try:
+        code = command.main(args, prog_name="credit-contracts", standalone_mode=False)
+    except TyperException as exc:  # a usage error: no such command, option or value
+        code = 2
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
+            sys.stderr.write(exc.format_message() + "\n")
+        else:
+            report(f"{exc.format_message()} (see {usage_of(exc)} --help)", as_json)
+    except (typer.Abort, KeyboardInterrupt):
+        report("interrupted", as_json)
+        code = 130
+    except (Failure, ProcessionError, ConfigurationError, ValueError) as exc:
+        report(str(exc), as_json)
+        code = 2
+    except Exception as exc:  # the last line of defence: never a traceback
+        report(f"unexpected {type(exc).__name__}: {exc}", as_json)
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
