@@ -1,5 +1,6 @@
-"""Store throughput against the floor (DESIGN §8): appends one at a time, batched appends and
-`read_all`, each beside the same work done with no framework on the same database.
+"""Store throughput against the floor (DESIGN §8): appends one at a time, batched appends,
+`read_all` and a projection, each beside the same work done with no framework on the same
+database.
 
     python bench/store.py                      # both backends, 100k batched events, median of 3
     python bench/store.py --backend sqlite --quick
@@ -17,7 +18,14 @@ procession's batches, one transaction each (sqlite3 `executemany`; psycopg `exec
 `COPY`, the faster of the two being the floor). The read floor is one raw `SELECT` scan of
 procession's table in position order, without decoding the JSON.
 
-Projection throughput is not measured here yet.
+The projection measurement feeds the batched events, through the real runtime path (an `App`
+with one projection and nothing else, `Runtime.run_until_idle()`, pages of the backend's
+default `log_page` unless `--log-page`), to a projection whose one handler writes one row an
+event (`tx.write` INSERT of stream id, version, position and the event's JSON) into its own
+table. Its floor, in the same database, reads the log with the same raw paged `SELECT`
+(`position > last ... LIMIT page`) and inserts the same rows into an identical table with
+`executemany`, one transaction a page, no checkpoint, no decoding; both tables are checked
+to hold the same rows.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ import statistics
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,9 +66,13 @@ from bench.common import (
     temp_dir,
     timed,
 )
+from procession.app import App
 from procession.ids import new_id
 from procession.messages import Event, MessageRegistry
+from procession.projection import EventInfo, Projection
+from procession.runtime.runtime import SQLITE_LIMITS, Limits, Runtime
 from procession.store import NO_STREAM, Store, open_store
+from procession.store.base import Tx
 from procession.store.queries import migrations
 
 COLUMNS = "stream_id, version, type, schema_version, data, metadata"
@@ -66,6 +80,12 @@ READ_SQL = (
     "SELECT position, stream_id, version, type, schema_version, data, metadata "
     "FROM events ORDER BY position"
 )
+PAGE_SQL = (  # procession's own `read_all` query, as the projection floor's page read
+    "SELECT position, stream_id, version, type, schema_version, data, metadata "
+    "FROM events WHERE position > {p} ORDER BY position LIMIT {p}"
+)
+RM_TABLE, RM_FLOOR_TABLE = "bench_rm", "bench_rm_floor"
+RM_COLUMNS = "stream_id, version, position, data"
 Row = tuple[Any, ...]
 
 
@@ -124,6 +144,45 @@ class Workload:
         return batches
 
 
+def rm_ddl(table: str) -> str:
+    """The read model: one row an event (keyed by stream and version, so --per-stream works)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (stream_id TEXT NOT NULL, version INTEGER NOT NULL, "
+        "position BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (stream_id, version))"
+    )
+
+
+_encode = msgspec.json.Encoder().encode  # the encoder the registry stores events with
+
+
+class Deposits(Projection):
+    """One handler, one row an event: the data column is the event's JSON, as stored."""
+
+    name = RM_TABLE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on(FundsDeposited, self.deposited)
+
+    def setup(self, tx: Tx) -> None:
+        tx.sql(rm_ddl(RM_TABLE))
+
+    def reset(self, tx: Tx) -> None:
+        tx.sql(f"DELETE FROM {RM_TABLE}")
+
+    def deposited(self, tx: Tx, event: FundsDeposited, info: EventInfo) -> None:
+        tx.write(
+            f"INSERT INTO {RM_TABLE} ({RM_COLUMNS}) "
+            "VALUES (:stream_id, :version, :position, :data)",
+            {
+                "stream_id": info.stream_id,
+                "version": info.version,
+                "position": info.position,
+                "data": _encode(event).decode(),
+            },
+        )
+
+
 def events_ddl(backend: str) -> str:
     """procession's own CREATE TABLE events, from its first migration."""
     script = dict(migrations(backend))[1]
@@ -157,6 +216,18 @@ class Target:
         raise NotImplementedError
 
     def raw_scan(self, store: Store) -> int:
+        raise NotImplementedError
+
+    def default_limits(self) -> Limits:
+        """The Limits the Runtime picks for this backend by default."""
+        raise NotImplementedError
+
+    def query(self, store: Store, sql: str) -> list[Row]:
+        """A raw read-only query on procession's database."""
+        raise NotImplementedError
+
+    def projection_floor(self, store: Store, page: int) -> float:
+        """Raw paged SELECT + executemany into RM_FLOOR_TABLE, a transaction a page; seconds."""
         raise NotImplementedError
 
     def floors(self) -> dict[str, Callable[[list[list[Row]]], float]]:
@@ -204,6 +275,39 @@ class SQLiteTarget(Target):
             n = sum(1 for _ in conn.execute(READ_SQL))
             conn.execute("COMMIT")
             return n
+        finally:
+            conn.close()
+
+    def default_limits(self) -> Limits:
+        return SQLITE_LIMITS
+
+    def query(self, store: Store, sql: str) -> list[Row]:
+        conn = self._raw(store)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def projection_floor(self, store: Store, page: int) -> float:
+        conn = self._raw(store)
+        select = PAGE_SQL.format(p="?")
+        insert = f"INSERT INTO {RM_FLOOR_TABLE} ({RM_COLUMNS}) VALUES (?, ?, ?, ?)"
+        conn.execute(rm_ddl(RM_FLOOR_TABLE))
+
+        def run() -> None:
+            last = 0
+            while True:  # until an empty page, as the runtime does
+                conn.execute("BEGIN IMMEDIATE")
+                rows = conn.execute(select, (last, page)).fetchall()
+                if rows:
+                    conn.executemany(insert, [(r[1], r[2], r[0], r[5]) for r in rows])
+                    last = rows[-1][0]
+                conn.execute("COMMIT")
+                if not rows:
+                    return
+
+        try:
+            return timed(run)
         finally:
             conn.close()
 
@@ -264,6 +368,39 @@ class PostgresTarget(Target):
         with psycopg.connect(store.url) as conn, conn.cursor() as cur:
             cur.execute(READ_SQL)
             return sum(1 for _ in cur)
+
+    def default_limits(self) -> Limits:
+        return Limits()
+
+    def query(self, store: Store, sql: str) -> list[Row]:
+        import psycopg
+
+        with psycopg.connect(store.url) as conn:
+            return conn.execute(sql).fetchall()
+
+    def projection_floor(self, store: Store, page: int) -> float:
+        import psycopg
+
+        select = PAGE_SQL.format(p="%s")
+        insert = f"INSERT INTO {RM_FLOOR_TABLE} ({RM_COLUMNS}) VALUES (%s, %s, %s, %s)"
+        with psycopg.connect(store.url) as conn:
+            conn.execute(rm_ddl(RM_FLOOR_TABLE))
+            conn.commit()
+
+            def run() -> None:
+                last = 0
+                while True:  # until an empty page, as the runtime does
+                    with conn.cursor() as cur:
+                        cur.execute(select, (last, page))
+                        rows = cur.fetchall()
+                        if rows:
+                            cur.executemany(insert, [(r[1], r[2], r[0], r[5]) for r in rows])
+                            last = rows[-1][0]
+                    conn.commit()
+                    if not rows:
+                        return
+
+            return timed(run)
 
     def floors(self) -> dict[str, Callable[[list[list[Row]]], float]]:
         return {"executemany": self._executemany, "copy": self._copy}
@@ -354,8 +491,33 @@ def bench_single(target: Target, work: Workload, repeats: int) -> dict[str, Any]
     return with_floor(target, len(plan), runs, floor_runs)
 
 
-def bench_batched(target: Target, work: Workload, repeats: int) -> dict[str, dict[str, Any]]:
-    """Store.append_batch (whole streams, ~batch_size events a transaction), then read_all."""
+def project(store: Store, limits: Limits) -> float:
+    """Seconds for a fresh Runtime (an App with only the Deposits projection) to catch up."""
+    app = App("bench")
+    app.register(FundsDeposited)
+    app.projection(Deposits())
+    runtime = Runtime(app, store, limits=limits)  # creates the read-model table, untimed
+    return timed(runtime.run_until_idle)
+
+
+def check_projection(target: Target, store: Store, count: int) -> None:
+    """The projection and its floor wrote the same `count` rows."""
+    same = target.query(
+        store,
+        f"SELECT count(*) FROM {RM_TABLE} a JOIN {RM_FLOOR_TABLE} b ON a.stream_id = b.stream_id "
+        "AND a.version = b.version AND a.position = b.position AND a.data = b.data",
+    )[0][0]
+    rows = [
+        target.query(store, f"SELECT count(*) FROM {t}")[0][0] for t in (RM_TABLE, RM_FLOOR_TABLE)
+    ]
+    assert rows == [count, count] and same == count, (rows, same, count)
+
+
+def bench_batched(
+    target: Target, work: Workload, repeats: int, log_page: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Store.append_batch (whole streams, ~batch_size events a transaction), then read_all,
+    then a projection catching up with those events through the runtime."""
     batches = work.batches()
     sizes = [sum(len(events) for _, events, _ in batch) for batch in batches]
     count = sum(sizes)
@@ -363,6 +525,11 @@ def bench_batched(target: Target, work: Workload, repeats: int) -> dict[str, dic
     floor_runs: dict[str, list[float]] = {}
     read_runs: list[float] = []
     scan_runs: list[float] = []
+    limits = target.default_limits()
+    if log_page:
+        limits = replace(limits, log_page=log_page)
+    project_runs: list[float] = []
+    project_floor_runs: list[float] = []
     rows: list[Row] = []
     for r in range(repeats):
         with target.store() as store:
@@ -383,18 +550,31 @@ def bench_batched(target: Target, work: Workload, repeats: int) -> dict[str, dic
             scan_runs.append(timed(scan))
             if not rows:
                 rows = target.stored_rows(store)
+            # procession and its floor take turns going first (WAL growth, checkpoints)
+            if r % 2 == 0:
+                project_runs.append(project(store, limits))
+                project_floor_runs.append(target.projection_floor(store, limits.log_page))
+            else:
+                project_floor_runs.append(target.projection_floor(store, limits.log_page))
+                project_runs.append(project(store, limits))
+            check_projection(target, store, count)
         for name, floor in target.floors().items():
             floor_runs.setdefault(name, []).append(floor(chunks(rows, sizes)))
         log(
             f"  {target.name} run {r + 1}: append_batched {count / runs[-1]:,.0f} ev/s, "
-            f"read_all {count / read_runs[-1]:,.0f} ev/s"
+            f"read_all {count / read_runs[-1]:,.0f} ev/s, "
+            f"projection {count / project_runs[-1]:,.0f} ev/s "
+            f"(floor {count / project_floor_runs[-1]:,.0f})"
         )
     appended = with_floor(target, count, runs, floor_runs)
     appended["events_per_transaction"] = round(statistics.mean(sizes))
     appended["events_per_stream"] = work.per_stream
     read = with_floor(target, count, read_runs, {"select_scan": scan_runs})
     read["page_size"] = 1000
-    return {"append_batched": appended, "read_all": read}
+    projected = with_floor(target, count, project_runs, {"select_executemany": project_floor_runs})
+    projected["page_size"] = limits.log_page
+    projected["path"] = "Runtime.run_until_idle"
+    return {"append_batched": appended, "read_all": read, "projection": projected}
 
 
 def bench_backend(target: Target, args: argparse.Namespace) -> dict[str, Any]:
@@ -402,7 +582,7 @@ def bench_backend(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     single = Workload(args.single_events, 1, args.per_stream)
     batched = Workload(args.events, args.batch_size, args.per_stream)
     result = {"append_single": bench_single(target, single, args.repeats)}
-    result.update(bench_batched(target, batched, args.repeats))
+    result.update(bench_batched(target, batched, args.repeats, args.log_page))
     return result
 
 
@@ -450,6 +630,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--single-events", type=int, help="one-per-transaction events (2000)")
     parser.add_argument("--batch-size", type=int, default=1000, help="events a transaction")
     parser.add_argument("--per-stream", type=int, default=1, help="events per stream per append")
+    parser.add_argument(
+        "--log-page", type=int, help="projection page size (default: the runtime's per backend)"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--repeats", type=int, help="runs per figure, median reported (3)")
     parser.add_argument("--quick", action="store_true", help="10k/500 events, one run")
@@ -477,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             "single_events": args.single_events,
             "batch_size": args.batch_size,
             "per_stream": args.per_stream,
+            "log_page": args.log_page,
             "repeats": args.repeats,
         },
     }
