@@ -32,7 +32,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from typer.exceptions import TyperException
 
 from credit_contracts import demo as demo_plan
 from credit_contracts.app import build_app, customer_batches, open_system
@@ -55,11 +54,11 @@ from procession import (
     Clock,
     ConfigurationError,
     NotFound,
-    ProcessionError,
     Runtime,
     Store,
     SystemClock,
     VirtualClock,
+    clikit,
     new_id,
     open_store,
 )
@@ -544,49 +543,8 @@ def watch_parent(parent: int, stop: threading.Event) -> None:
 # -- errors --------------------------------------------------------------------------------
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
-
-
-def report(message: str, as_json: bool) -> None:
-    message = one_line(message)
-    if as_json:
-        sys.stdout.write(json.dumps({"error": message}) + "\n")
-    sys.stderr.write(f"error: {message}\n")
-
-
-def wants_json(args: list[str]) -> bool:
-    return "--json" in (args[: args.index("--")] if "--" in args else args)
-
-
-def usage_of(exc: Exception) -> str:
-    ctx = getattr(exc, "ctx", None)
-    return str(getattr(ctx, "command_path", "")) or "credit-contracts"
-
-
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else list(argv)
-    as_json = wants_json(args)
-    command = typer.main.get_command(cli)
-    try:
-        code = command.main(args, prog_name="credit-contracts", standalone_mode=False)
-    except TyperException as exc:  # a usage error: no such command, option or value
-        code = 2
-        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
-            sys.stderr.write(exc.format_message() + "\n")
-        else:
-            report(f"{exc.format_message()} (see {usage_of(exc)} --help)", as_json)
-    except (typer.Abort, KeyboardInterrupt):
-        report("interrupted", as_json)
-        code = 130
-    except (Failure, ProcessionError, ConfigurationError, ValueError) as exc:
-        report(str(exc), as_json)
-        code = 2
-    except Exception as exc:  # the last line of defence: never a traceback
-        report(f"unexpected {type(exc).__name__}: {exc}", as_json)
-        code = 1
-    sys.stdout.flush()
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(clikit.run(cli, "credit-contracts", argv, refusals=(Failure, ConfigurationError)))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 import typer
 
+from procession import clikit
 from procession.app import App
 from procession.errors import ProcessionError
 from procession.runtime import operations
@@ -55,8 +57,7 @@ def make_clock(kind: str, store: Store) -> Clock:
 
 
 def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    raise ProcessionError(message)
 
 
 def echo_lines(lines: Iterable[str]) -> None:
@@ -77,6 +78,7 @@ def worker(
     db: DbOption,
     clock: Annotated[str, typer.Option(help="system or virtual")] = "system",
     until_idle: Annotated[bool, typer.Option(help="stop when no work is ready")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (graceful: the current transaction finishes)."""
     application = load_app(app)
@@ -86,12 +88,15 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     typer.echo(f"worker started on {store.backend.name}", err=True)
+    started = time.monotonic()
     if until_idle:
         runtime.run_until_idle()
     else:
         runtime.run_forever(stop)
     store.close()
     typer.echo("worker stopped", err=True)
+    if as_json:
+        emit({"stopped": True, "seconds": round(time.monotonic() - started, 3)}, True, print)
 
 
 @cli.command()
@@ -130,12 +135,8 @@ def skip(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
     emit({"id": item_id, "skipped": True}, as_json, lambda: typer.echo(f"skipped {item_id}"))
 
 
-def main() -> None:
-    try:
-        cli()
-    except ProcessionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(clikit.run(cli, "procession", argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Running a Typer command line the way procession's tools do: errors as one line, never a
+traceback, and with `--json` the error as the one JSON object on stdout too.
+
+    procession worker ...         credit-contracts customers register ...
+
+Exit codes: 0 done, 2 refused (usage error, bad input, a domain rule), 1 unexpected, 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from procession.errors import ProcessionError
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def report(message: str, as_json: bool) -> None:
+    """An error: `error: ...` on stderr and, for scripts, {"error": ...} on stdout."""
+    message = one_line(message)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    sys.stderr.write(f"error: {message}\n")
+
+
+def wants_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def usage_of(exc: Exception, prog_name: str) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return str(getattr(ctx, "command_path", "")) or prog_name
+
+
+def run(
+    cli: typer.Typer,
+    prog_name: str,
+    argv: list[str] | None = None,
+    refusals: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run the command line; return its exit code (the caller exits with it)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = wants_json(args)
+    refused: tuple[type[Exception], ...] = (ProcessionError, ValueError, *refusals)
+    command = typer.main.get_command(cli)
+    try:
+        code = command.main(args, prog_name=prog_name, standalone_mode=False)
+    except TyperException as exc:  # a usage error: no such command, option or value
+        code = 2
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
+            sys.stderr.write(exc.format_message() + "\n")
+        else:
+            report(f"{exc.format_message()} (see {usage_of(exc, prog_name)} --help)", as_json)
+    except (typer.Abort, KeyboardInterrupt):
+        report("interrupted", as_json)
+        code = 130
+    except refused as exc:
+        report(str(exc), as_json)
+        code = 2
+    except Exception as exc:  # the last line of defence: never a traceback
+        report(f"unexpected {type(exc).__name__}: {exc}", as_json)
+        code = 1
+    sys.stdout.flush()
+    return code if isinstance(code, int) else 0
