@@ -46,11 +46,11 @@ from credit_contracts.domain.messages import (
 )
 from credit_contracts.processes.credit_change import batch_id_for
 from credit_contracts.simulator import load_simulation
+from credit_contracts.views.batches import batch_view
 from credit_contracts.views.contracts_by_customer import get_contract
 from credit_contracts.views.customer_summary import customer_summary
 from credit_contracts.views.timeline import timeline
 from procession import (
-    BatchProgress,
     Clock,
     ConfigurationError,
     NotFound,
@@ -332,25 +332,6 @@ def show_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) 
 # -- batches -------------------------------------------------------------------------------
 
 
-def batch_data(progress: BatchProgress) -> dict[str, Any]:
-    return {
-        "id": progress.batch_id,
-        "customer_id": progress.owner_instance,
-        "status": progress.status,
-        "enumerated": progress.enumerated,
-        "total": progress.total,
-        "done": progress.done,
-        "failed": progress.failed,
-        "skipped": progress.skipped,
-        "cancelled": progress.cancelled,
-        "pending": progress.pending,
-        "in_flight": progress.in_flight,
-        "rate": round(progress.rate, 6),
-        "eta": None if progress.eta_seconds is None else round(progress.eta_seconds, 1),
-        "superseded_by": progress.superseded_by,
-    }
-
-
 @batches_cli.command("list")
 def list_batches(
     customer: Annotated[str | None, typer.Option(help="only this customer's batches")] = None,
@@ -368,7 +349,7 @@ def list_batches(
             if customer_summary(runtime.store, customer) is None:
                 raise NotFound(f"customer {customer} does not exist")
             found = customer_batches(runtime, customer)[::-1][:limit]
-    batches = [batch_data(progress) for progress in found]
+    batches = [batch_view(progress) for progress in found]
     if as_json:
         emit({"batches": batches}, True)
         return
@@ -390,7 +371,7 @@ def show_batch(batch_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> Non
         progress = runtime.progress(batch_id)
     if progress is None:
         raise NotFound(f"batch {batch_id} does not exist")
-    data = batch_data(progress)
+    data = batch_view(progress)
     if as_json:
         emit(data, True)
     else:

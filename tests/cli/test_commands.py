@@ -29,8 +29,10 @@ BATCH_KEYS = {
     "pending",
     "in_flight",
     "rate",
-    "eta",
+    "eta_seconds",
     "superseded_by",
+    "change_no",
+    "finished",
 }
 
 

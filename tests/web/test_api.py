@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from credit_contracts.simulator import SimulationConfig, expected_outcome
+from credit_contracts.views.batches import change_no_of
 from credit_contracts.web import create_app
-from credit_contracts.web.shapes import batch_owner
 from procession import RecordedEvent, open_store
 
 from .conftest import ClientFactory, TestClient
@@ -140,10 +140,10 @@ def test_the_background_worker_moves_batches_without_a_run(make_client: ClientFa
     assert client.get("/api/batches/credit-dee-1").json()["in_flight"] == 2
 
 
-def test_batch_ids_name_their_customer_even_with_dashes_in_its_id():
-    assert batch_owner("credit-acme-eu-12") == ("acme-eu", 12)
-    assert batch_owner("nightly-cleanup") == (None, None)
-    assert batch_owner("credit-acme-x") == (None, None)
+def test_batch_ids_name_their_change_even_with_dashes_in_the_customer_id():
+    assert change_no_of("credit-acme-eu-12") == 12
+    assert change_no_of("nightly-cleanup") is None
+    assert change_no_of("credit-acme-x") is None
 
 
 def test_the_dashboard_is_one_page(client: TestClient):

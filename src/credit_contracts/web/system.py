@@ -65,15 +65,8 @@ class WebSystem:
 
     def run_for(self, seconds: float) -> tuple[int, int]:
         """Do what falls due between now and now + `seconds`, then leave the clock there."""
-        clock = self.runtime.clock
-        until = clock.now() + seconds
-        work, advances = self.runtime.run_until_idle_no_advance(), 0
-        while (due := self.runtime.next_due()) is not None and due <= until:
-            clock.advance_to(due)
-            advances += 1
-            work += self.runtime.run_until_idle_no_advance()
-        clock.advance_to(until)
-        return work + self.runtime.run_until_idle_no_advance(), advances
+        stats = self.runtime.run_until(self.runtime.clock.now() + seconds)
+        return stats.work, stats.clock_advances
 
     def work_forever(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
         """A background worker (`--worker`): small rounds under the run lock until stopped."""
@@ -95,10 +88,7 @@ class WebSystem:
 
     def batches(self, limit: int) -> list[BatchProgress]:
         """The most recent batches, newest first."""
-        with self.runtime.store.transaction(write=False) as tx:
-            ids = [row[0] for row in tx.rows("list_batches", limit=limit)]
-        found = (self.runtime.progress(batch_id) for batch_id in ids)
-        return [progress for progress in found if progress is not None]
+        return self.runtime.batches(limit)
 
     def close(self) -> None:
         self.runtime.store.close()

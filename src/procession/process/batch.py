@@ -140,11 +140,11 @@ class BatchWorker:
 
     def run(self, tx: Tx, now: float) -> int:
         work = 0
-        for row in tx.rows("active_batches"):
-            batch = Batch.from_row(row)
-            if tx.row("lock_batch", batch_id=batch.batch_id) is None:
-                continue  # another worker has it
-            work += self.step(tx, batch, now)
+        for (batch_id,) in tx.rows("active_batch_ids"):
+            locked = tx.row("lock_batch", batch_id=batch_id)
+            if locked is None:
+                continue  # another worker has it, or it finished meanwhile
+            work += self.step(tx, Batch.from_row(locked), now)
         return work
 
     def step(self, tx: Tx, batch: Batch, now: float) -> int:

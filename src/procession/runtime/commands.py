@@ -115,14 +115,22 @@ class CommandBus:
             raise CommandRejected(f"no handler for command {type(command).__name__}")
         run.meta = meta
         for attempt in range(RETRIES_ON_CONFLICT + 1):
+            cache = dict(run.cache)  # a failed attempt must not leave its states behind
+            run.events, run.streams = 0, []
             try:
                 with run.tx.savepoint():
                     handler(run, command)
                 return
             except ConcurrencyError as exc:  # another worker appended first: reload, decide again
+                run.cache.clear()
+                run.cache.update(cache)
                 run.cache.pop(exc.stream_id, None)
                 if attempt == RETRIES_ON_CONFLICT:
                     raise
+            except Exception:
+                run.cache.clear()
+                run.cache.update(cache)
+                raise
 
     def send(
         self,
@@ -240,13 +248,22 @@ class CommandBus:
         decode = tx.store.registry.decode
         states = {sid: (agg.initial, 0) for sid, agg in wanted.items()}
         ids = tx.store.backend.array_param(sorted(wanted))
+        broken: set[str] = set()
         for _pos, stream_id, version, type_, schema_version, data, _meta in tx.rows(
             "read_streams", ids=ids
         ):
-            state = wanted[stream_id].evolve(
-                states[stream_id][0], decode(type_, schema_version, data)
-            )
+            if stream_id in broken:
+                continue
+            try:
+                state = wanted[stream_id].evolve(
+                    states[stream_id][0], decode(type_, schema_version, data)
+                )
+            except Exception:  # left to the command's own load, where it fails alone
+                broken.add(stream_id)
+                continue
             states[stream_id] = (state, version)
+        for stream_id in broken:
+            del states[stream_id]
         for stream_id, loaded in states.items():
             run.cache[stream_id] = loaded
             tx.known_version(stream_id, loaded[1])

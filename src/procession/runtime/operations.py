@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from procession.process import batch
+from procession.runtime.envelope import load_meta
 from procession.store.base import Store
 
 
@@ -73,4 +75,9 @@ def skip(store: Store, item_id: str) -> bool:
                 return False
             tx.run("resume_instance", process=row[0][0], instance_id=row[0][1], now=now)
             return True
-        return tx.run("skip_command", command_id=item_id) == 1
+        if tx.run("skip_command", command_id=item_id) != 1:
+            return False
+        meta = load_meta(tx.scalar("command_metadata", command_id=item_id))
+        if "batch_id" in meta:  # its batch item will never be acknowledged otherwise
+            batch.ack_item(tx, meta, "skipped", "skipped by an operator", now)
+        return True

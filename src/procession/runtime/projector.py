@@ -24,6 +24,7 @@ class Projector:
 
     def setup(self, store: Store) -> None:
         with store.transaction() as tx:
+            tx.run("wait_singleton", name="projection-setup")  # workers starting together
             for projection in self.app.projections.values():
                 projection.setup(tx)
 

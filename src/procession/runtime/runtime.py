@@ -8,6 +8,7 @@ of `procession worker`: on PostgreSQL any number of them share one database.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,9 @@ class Limits:
 
 SQLITE_LIMITS = Limits(log_page=4000, instances=1000, commands=2000, timers=4000)
 """One process owns a SQLite store: nobody waits for its locks, so take big bites."""
+
+
+log = logging.getLogger("procession")
 
 
 class RunStats(msgspec.Struct):
@@ -225,7 +229,7 @@ class Runtime:
     def run_until_idle_no_advance(self) -> int:
         """Run until nothing is ready now, without moving any clock; the work done."""
         total = 0
-        while done := self.run_once():
+        while done := self._round():
             total += done
         return total
 
@@ -236,7 +240,13 @@ class Runtime:
         sleep = idle_sleep
         with bulk_gc():
             while not stop.is_set():
-                if self._round():
+                try:
+                    worked = self._round()
+                except Exception:  # the database went away, a projection failed, ...
+                    log.exception("worker round failed; retrying in %.1f s", max_sleep)
+                    stop.wait(max_sleep)
+                    continue
+                if worked:
                     sleep = idle_sleep
                     continue
                 outcome = self._advance_when_quiet() if self.clock.virtual else "idle"
@@ -266,17 +276,24 @@ class Runtime:
                     return False
                 if batch.has_work(tx):
                     return False
-                dues = [
-                    tx.scalar(q) for q in ("next_timer_due", "next_inbox_due", "next_command_due")
-                ]
-            return all(due is None for due in dues)
+                now = self.clock.now()
+                busy = (
+                    tx.row("ready_inbox", now=now),
+                    tx.scalar("next_inbox_due", now=now),
+                    tx.row("pending_commands"),
+                    tx.row("any_timer"),
+                )
+            return all(found is None for found in busy)
 
     def next_due(self) -> float | None:
         """The earliest time a timer, a retried delivery or a retried command becomes due."""
         now = self.clock.now()
         with self.store.transaction(write=False) as tx:
-            dues = [tx.scalar(q) for q in ("next_timer_due", "next_inbox_due", "next_command_due")]
-        later = [float(d) for d in dues if d is not None and float(d) > now]
+            dues = [
+                tx.scalar(q, now=now)
+                for q in ("next_timer_due", "next_inbox_due", "next_command_due")
+            ]
+        later = [float(d) for d in dues if d is not None]
         return min(later) if later else None
 
     # -- read side -----------------------------------------------------------------------------
@@ -297,16 +314,20 @@ class Runtime:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"projections did not reach position {position}")
+            time.sleep(0.01)  # another worker holds them: let it work
 
     def rebuild(self, projection: str) -> int:
         """Empty a projection and replay the whole log into it; return events read."""
         target = self.app.projections[projection]
+        key = checkpoint_name(projection)
         with self.store.transaction() as tx:
+            tx.run("wait_singleton", name=key)  # no worker is feeding it meanwhile
             self.projector.reset(tx, target)
             target.setup(tx)
         read = 0
         while True:
             with self.store.transaction() as tx:
+                tx.run("wait_singleton", name=key)
                 n = self.projector.run(tx, target)
             read += n
             if n == 0:

@@ -7,7 +7,7 @@ a redelivered message after a crash finds either everything done or nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -45,8 +45,43 @@ class Instance:
     version: int
     last_position: int
     seen: list[str]
+    timers: dict[str, str] = field(default_factory=dict)
+    """The id of each timer set and not yet fired or cancelled, by name."""
+    wait_until: float = 0.0
+    """A failed step is retried then: nothing of this instance runs before it."""
     changed: bool = False
     parked: bool = False
+
+    def fields(self) -> tuple[Any, ...]:
+        return (
+            self.status,
+            self.state,
+            self.version,
+            self.last_position,
+            list(self.seen),
+            dict(self.timers),
+            self.wait_until,
+            self.changed,
+            self.parked,
+        )
+
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self.status,
+            self.state,
+            self.version,
+            self.last_position,
+            self.seen,
+            self.timers,
+            self.wait_until,
+            self.changed,
+            self.parked,
+        ) = saved
+
+    def timer_is_stale(self, meta: dict[str, Any]) -> bool:
+        """A fired timer that was cancelled or set again after it fired: it must not act."""
+        name = meta.get("timer")
+        return name is not None and self.timers.get(name) != meta["message_id"]
 
     def already_handled(self, meta: dict[str, Any]) -> bool:
         """A redelivery: an event at or below the high-water position, or a message id seen."""
@@ -71,30 +106,42 @@ class StepRunner:
         claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
         inboxes = self.inboxes(tx, [(r[0], r[1]) for r in claimed])
         steps = 0
-        for name, instance_id, status, state_text, version, last_position, seen in claimed:
+        for name, instance_id, status, state_text, version, position, seen, timers in claimed:
             process = self.app.processes.get(name)
             if process is None:
                 continue  # a process this app does not run (another app shares the store)
-            state = None if state_text is None else self.decode_state(process, state_text)
-            seen_ids = [] if not seen else msgspec.json.decode(seen)
-            inst = Instance(process, instance_id, status, state, version, last_position, seen_ids)
-            steps += self.run_instance(tx, inst, inboxes.get((name, instance_id), []), now)
-            if inst.status == "new" and not inst.parked:  # only messages it will never take
-                tx.defer_any("drop_unstarted", process=name, instance_id=instance_id)
-            elif inst.changed:
-                tx.defer_any(
-                    "save_instance",
-                    process=name,
-                    instance_id=instance_id,
-                    status=inst.status,
-                    parked=int(inst.parked),
-                    state=None if inst.state is None else encode_json(inst.state),
-                    version=inst.version,
-                    last_position=inst.last_position,
-                    seen=encode_json(inst.seen) if inst.seen else None,
-                    now=now,
-                )
+            rows = inboxes.get((name, instance_id), [])
+            inst = Instance(process, instance_id, status, None, version, position, [])
+            try:
+                inst.state = None if state_text is None else self.decode_state(process, state_text)
+                inst.seen = [] if not seen else msgspec.json.decode(seen)
+                inst.timers = {} if not timers else msgspec.json.decode(timers)
+            except Exception as exc:  # e.g. a state shape changed without a migration
+                if rows:  # park it with the error; its stored state stays as it is
+                    self.failed(tx, inst, rows[0][0], None, exc, rows[0][6] + 1, now)
+                    tx.defer_any("park_instance", process=name, instance_id=instance_id, now=now)
+                    steps += 1
+                continue
+            steps += self.run_instance(tx, inst, rows, now)
+            if inst.changed:
+                self.save(tx, inst, now)
         return steps
+
+    def save(self, tx: Tx, inst: Instance, now: float) -> None:
+        tx.defer_any(
+            "save_instance",
+            process=inst.process.name,
+            instance_id=inst.instance_id,
+            status=inst.status,
+            parked=int(inst.parked),
+            state=None if inst.state is None else encode_json(inst.state),
+            version=inst.version,
+            last_position=inst.last_position,
+            seen=encode_json(inst.seen) if inst.seen else None,
+            timers=encode_json(inst.timers) if inst.timers else None,
+            wait_until=inst.wait_until,
+            now=now,
+        )
 
     def decode_state(self, process: ProcessManager[Any], text: str) -> Any:
         if process.state_type is None:
@@ -133,36 +180,25 @@ class StepRunner:
                 break  # order: nothing after a waiting message runs before it
             meta = load_meta(meta_text)
             message: Message | None = None
-            if inst.already_handled(meta):
+            steps += 1  # a step, a dropped duplicate or a failure: each is work done
+            if inst.already_handled(meta) or inst.timer_is_stale(meta):
                 tx.defer_any("delete_inbox", id=inbox_id)
+                inst.changed = True
                 continue
-            before = (
-                inst.status,
-                inst.state,
-                inst.version,
-                inst.changed,
-                inst.last_position,
-                inst.seen,
-            )
+            before = inst.fields()
             try:
                 with tx.savepoint():
                     message = tx.store.registry.decode(type_, schema_version, data)
+                    if "timer" in meta:
+                        del inst.timers[meta["timer"]]  # it fired: it is no longer set
                     self.step(tx, inst, routing, message, meta, now)
                     tx.defer_any("delete_inbox", id=inbox_id)
                     inst.mark_handled(meta)
-                    inst.changed = True
+                    inst.wait_until, inst.changed = 0.0, True
             except Exception as exc:
-                (
-                    inst.status,
-                    inst.state,
-                    inst.version,
-                    inst.changed,
-                    inst.last_position,
-                    inst.seen,
-                ) = before
+                inst.restore(before)
                 self.failed(tx, inst, inbox_id, message, exc, attempts + 1, now)
                 break
-            steps += 1
         return steps
 
     def failed(
@@ -178,13 +214,9 @@ class StepRunner:
         policy = inst.process.on_error(exc, message, attempts) if message is not None else Park()
         error = f"{type(exc).__name__}: {exc}"
         if isinstance(policy, Retry):
-            tx.defer_any(
-                "fail_inbox",
-                id=inbox_id,
-                error=error,
-                parked=0,
-                available_at=now + policy.delay.total_seconds(),
-            )
+            retry_at = now + policy.delay.total_seconds()
+            tx.defer_any("fail_inbox", id=inbox_id, error=error, parked=0, available_at=retry_at)
+            inst.wait_until, inst.changed = retry_at, True
         elif isinstance(policy, Park):
             tx.defer_any("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
             inst.parked, inst.changed = True, True
@@ -249,6 +281,7 @@ class StepRunner:
         elif isinstance(effect, Schedule):
             self.schedule(tx, inst, effect, ctx)
         elif isinstance(effect, CancelTimer):
+            inst.timers.pop(effect.name, None)
             tx.defer("cancel_timer", process=name, instance_id=inst.instance_id, name=effect.name)
         elif isinstance(effect, StartBatch):
             meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
@@ -270,6 +303,7 @@ class StepRunner:
             "timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id
         )
         meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=effect.name)
+        inst.timers[effect.name] = timer_id
         tx.defer(
             "set_timer",
             process=inst.process.name,
@@ -281,4 +315,5 @@ class StepRunner:
 
     def complete(self, tx: Tx, inst: Instance) -> None:
         inst.status, inst.changed = "done", True
+        inst.timers.clear()
         tx.defer("cancel_all_timers", process=inst.process.name, instance_id=inst.instance_id)

@@ -200,6 +200,8 @@ class Tx:
         sp = self._savepoint = _Savepoint(len(self._deferred), len(self._unordered))
         try:
             yield
+            if sp.created:  # its writes reached the database: finish them inside it
+                self.flush()
         except BaseException:
             if sp.created:
                 self._deferred.clear()
@@ -214,7 +216,6 @@ class Tx:
         finally:
             self._savepoint = None
         if sp.created:
-            self.flush()
             self.cursor.execute("RELEASE SAVEPOINT procession_step")
 
     def snapshot(self) -> None:

@@ -52,7 +52,13 @@ class PostgresBackend:
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
         )
-        self.pool.open(wait=True, timeout=10)
+        try:
+            self.pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            self.pool.close()
+            raise StoreUnavailable(
+                f"cannot open a connection pool to {_safe(url)}: {exc}"
+            ) from None
         self._gate: psycopg.Connection[Any] | None = None
 
     @contextmanager
@@ -103,7 +109,7 @@ class PostgresBackend:
 
     def _gate_connection(self) -> psycopg.Connection[Any]:
         """A session of its own: advisory session locks must outlive pooled transactions."""
-        if self._gate is None:
+        if self._gate is None or self._gate.closed or self._gate.broken:
             self._gate = psycopg.connect(self.url, autocommit=True)
         return self._gate
 

@@ -73,11 +73,10 @@ class SQLiteBackend:
             self._depth = 1
             try:
                 yield cursor
-            except BaseException:
-                self.conn.rollback()
-                raise
-            else:
                 cursor.execute("COMMIT")
+            except BaseException:
+                self.conn.rollback()  # also when COMMIT itself failed: never stay half open
+                raise
             finally:
                 self._depth = 0
 

@@ -55,7 +55,10 @@ SELECT command_id, type, schema_version, data, metadata, attempts FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit;
 
 -- name: next_command_due
-SELECT MIN(available_at) FROM commands WHERE status = 'pending';
+SELECT MIN(available_at) FROM commands WHERE status = 'pending' AND available_at > :now;
+
+-- name: pending_commands
+SELECT 1 FROM commands WHERE status = 'pending' LIMIT 1;
 
 -- name: parked_commands
 SELECT command_id, type, data, metadata, attempts, error FROM commands
@@ -68,6 +71,9 @@ WHERE command_id = :command_id AND status = 'parked';
 -- name: skip_command
 UPDATE commands SET status = 'skipped' WHERE command_id = :command_id AND status = 'parked';
 
+-- name: command_metadata
+SELECT metadata FROM commands WHERE command_id = :command_id;
+
 -- name: ensure_instance
 INSERT INTO process_instances (process, instance_id, status, state, version, updated_at)
 VALUES (:process, :instance_id, 'new', NULL, 0, :now)
@@ -79,13 +85,16 @@ VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metada
 
 -- name: claim_instances
 -- Instances with deliveries ready, oldest delivery first. Scanning the inbox in id order with a
--- LIMIT (not GROUP BY over the whole inbox) keeps a claim cheap when a million are queued.
-SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen
+-- LIMIT (not GROUP BY over the whole inbox) keeps a claim cheap when a million are queued;
+-- instances that are parked or waiting out a retry are left out of the scan itself, so they
+-- can never fill the window and starve the others.
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers
 FROM process_instances p
 WHERE (p.process, p.instance_id) IN (
-  SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
-  ORDER BY id LIMIT :scan)
-AND p.parked = 0
+  SELECT i.process, i.instance_id FROM inbox i
+  JOIN process_instances q ON q.process = i.process AND q.instance_id = i.instance_id
+  WHERE i.parked = 0 AND i.available_at <= :now AND q.parked = 0 AND q.wait_until <= :now
+  ORDER BY i.id LIMIT :scan)
 LIMIT :limit;
 
 -- name: delete_inbox
@@ -97,11 +106,19 @@ UPDATE inbox SET attempts = attempts + 1, error = :error, available_at = :availa
 WHERE id = :id;
 
 -- name: next_inbox_due
-SELECT MIN(available_at) FROM inbox WHERE parked = 0;
+-- When an instance waiting out a retry may run again (parked ones wait for an operator).
+SELECT MIN(wait_until) FROM process_instances WHERE wait_until > :now AND parked = 0;
+
+-- name: ready_inbox
+SELECT 1 FROM inbox i
+JOIN process_instances q ON q.process = i.process AND q.instance_id = i.instance_id
+WHERE i.parked = 0 AND i.available_at <= :now AND q.parked = 0 AND q.wait_until <= :now
+LIMIT 1;
 
 -- name: save_instance
 UPDATE process_instances SET status = :status, state = :state, version = :version,
-  parked = :parked, last_position = :last_position, seen = :seen, updated_at = :now
+  parked = :parked, last_position = :last_position, seen = :seen, timers = :timers,
+  wait_until = :wait_until, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
 
 -- name: get_instance
@@ -140,7 +157,10 @@ DELETE FROM timers WHERE process = :process AND instance_id = :instance_id AND n
   AND due_at = :due_at;
 
 -- name: next_timer_due
-SELECT MIN(due_at) FROM timers;
+SELECT MIN(due_at) FROM timers WHERE due_at > :now;
+
+-- name: any_timer
+SELECT 1 FROM timers LIMIT 1;
 
 -- name: list_timers
 SELECT name, due_at, type FROM timers WHERE process = :process AND instance_id = :instance_id
@@ -169,7 +189,7 @@ SELECT batch_id FROM batches ORDER BY created_at DESC, batch_id LIMIT :limit;
 
 -- name: advance_batch_cursor
 UPDATE batches SET cursor = :cursor, total = total + :added, status = :status
-WHERE batch_id = :batch_id;
+WHERE batch_id = :batch_id AND status = 'enumerating';
 
 -- name: insert_batch_item
 INSERT INTO batch_items (batch_id, target_id, status, updated_at)
@@ -206,14 +226,18 @@ WHERE batch_id = :batch_id AND status IN ('done', 'failed', 'skipped');
 
 -- name: cancel_pending_items
 UPDATE batch_items SET status = 'cancelled', updated_at = :now
-WHERE batch_id = :batch_id AND status = 'pending';
+WHERE batch_id = :batch_id AND status = 'pending'
+  AND EXISTS (SELECT 1 FROM batches b WHERE b.batch_id = :batch_id
+              AND b.status IN ('enumerating', 'running'));
 
 -- name: finish_batch
 UPDATE batches SET status = :status, completed_at = :now, superseded_by = :superseded_by
 WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
 
 -- name: set_batch_status
-UPDATE batches SET status = :status, superseded_by = :superseded_by WHERE batch_id = :batch_id;
+-- Only a batch still at work can be cancelled: a completed one stays completed.
+UPDATE batches SET status = :status, superseded_by = :superseded_by
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running');
 
 -- name: get_snapshot
 SELECT version, state FROM snapshots WHERE stream_id = :stream_id;
@@ -222,14 +246,8 @@ SELECT version, state FROM snapshots WHERE stream_id = :stream_id;
 INSERT INTO snapshots (stream_id, version, state) VALUES (:stream_id, :version, :state)
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, state = excluded.state;
 
--- name: drop_unstarted
-DELETE FROM process_instances WHERE process = :process AND instance_id = :instance_id
-  AND status = 'new'
-  AND NOT EXISTS (SELECT 1 FROM inbox WHERE inbox.process = :process
-                  AND inbox.instance_id = :instance_id);
-
 -- name: resume_instance
-UPDATE process_instances SET parked = 0, updated_at = :now
+UPDATE process_instances SET parked = 0, wait_until = 0, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
 
 -- name: all_checkpoints
@@ -239,3 +257,11 @@ SELECT name, position FROM checkpoints;
 -- Positional: binding six values by position spares building a dict per event.
 INSERT INTO events (stream_id, version, type, schema_version, data, metadata)
 VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: park_instance
+UPDATE process_instances SET parked = 1, updated_at = :now
+WHERE process = :process AND instance_id = :instance_id;
+
+-- name: active_batch_ids
+SELECT batch_id FROM batches WHERE status IN ('enumerating', 'running', 'cancelling')
+ORDER BY created_at, batch_id;

@@ -35,9 +35,12 @@ CREATE TABLE process_instances (
   parked INTEGER NOT NULL DEFAULT 0,
   last_position BIGINT NOT NULL DEFAULT 0,
   seen TEXT,
+  timers TEXT,
+  wait_until DOUBLE PRECISION NOT NULL DEFAULT 0,
   updated_at DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (process, instance_id)
 );
+CREATE INDEX process_instances_waiting ON process_instances (wait_until) WHERE wait_until > 0;
 CREATE TABLE inbox (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   process TEXT NOT NULL,

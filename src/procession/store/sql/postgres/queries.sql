@@ -24,12 +24,13 @@ FOR UPDATE SKIP LOCKED;
 -- name: claim_instances
 -- Whole instances are claimed (row lock held to commit), so two workers never run steps of
 -- one instance at once; SKIP LOCKED lets the second worker take the next instances instead.
-SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers
 FROM process_instances p
 WHERE (p.process, p.instance_id) IN (
-  SELECT process, instance_id FROM inbox WHERE parked = 0 AND available_at <= :now
-  ORDER BY id LIMIT :scan)
-AND p.parked = 0
+  SELECT i.process, i.instance_id FROM inbox i
+  JOIN process_instances q ON q.process = i.process AND q.instance_id = i.instance_id
+  WHERE i.parked = 0 AND i.available_at <= :now AND q.parked = 0 AND q.wait_until <= :now
+  ORDER BY i.id LIMIT :scan)
 LIMIT :limit
 FOR UPDATE OF p SKIP LOCKED;
 
@@ -38,7 +39,12 @@ SELECT process, instance_id, name, due_at, type, schema_version, data, metadata 
 WHERE due_at <= :now ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED;
 
 -- name: lock_batch
-SELECT batch_id FROM batches WHERE batch_id = :batch_id FOR UPDATE SKIP LOCKED;
+-- The row as it is once locked: a row read before the lock may be stale (another worker
+-- moved its cursor, a step cancelled it).
+SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
+  max_in_flight, page_size, cursor, status, total, created_at, metadata
+FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling')
+FOR UPDATE SKIP LOCKED;
 
 -- name: wait_singleton
 SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(:name));

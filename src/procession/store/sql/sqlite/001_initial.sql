@@ -35,9 +35,12 @@ CREATE TABLE process_instances (
   parked INTEGER NOT NULL DEFAULT 0,
   last_position BIGINT NOT NULL DEFAULT 0,
   seen TEXT,
+  timers TEXT,
+  wait_until REAL NOT NULL DEFAULT 0,
   updated_at REAL NOT NULL,
   PRIMARY KEY (process, instance_id)
 );
+CREATE INDEX process_instances_waiting ON process_instances (wait_until) WHERE wait_until > 0;
 CREATE TABLE inbox (
   id INTEGER PRIMARY KEY,
   process TEXT NOT NULL,

@@ -8,7 +8,9 @@ SELECT 1;
 SELECT 1;
 
 -- name: lock_batch
-SELECT batch_id FROM batches WHERE batch_id = :batch_id;
+SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
+  max_in_flight, page_size, cursor, status, total, created_at, metadata
+FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
 
 -- name: wait_singleton
 SELECT 1;
