@@ -59,6 +59,7 @@ def retry(store: Store, item_id: str) -> bool:
             if not row or not tx.run("unpark_inbox", id=int(item_id), now=now):
                 return False
             tx.run("resume_instance", process=row[0][0], instance_id=row[0][1], now=now)
+            tx.run("unblock_instance", process=row[0][0], instance_id=row[0][1])
             return True
         return tx.run("unpark_command", command_id=item_id, now=now) == 1
 
@@ -74,6 +75,7 @@ def skip(store: Store, item_id: str) -> bool:
             if not row or not tx.run("skip_inbox", id=int(item_id)):
                 return False
             tx.run("resume_instance", process=row[0][0], instance_id=row[0][1], now=now)
+            tx.run("unblock_instance", process=row[0][0], instance_id=row[0][1])
             return True
         if tx.run("skip_command", command_id=item_id) != 1:
             return False

@@ -49,6 +49,7 @@ class Instance:
     """The id of each timer set and not yet fired or cancelled, by name."""
     wait_until: float = 0.0
     """A failed step is retried then: nothing of this instance runs before it."""
+    was_waiting: float = 0.0
     changed: bool = False
     parked: bool = False
 
@@ -103,15 +104,17 @@ class StepRunner:
         self.app = app
 
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
+        tx.run("claim_plan")
         claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
         inboxes = self.inboxes(tx, [(r[0], r[1]) for r in claimed])
         steps = 0
-        for name, instance_id, status, state_text, version, position, seen, timers in claimed:
+        for name, instance_id, status, state_text, version, position, seen, timers, wait in claimed:
             process = self.app.processes.get(name)
             if process is None:
                 continue  # a process this app does not run (another app shares the store)
             rows = inboxes.get((name, instance_id), [])
             inst = Instance(process, instance_id, status, None, version, position, [])
+            inst.wait_until = inst.was_waiting = float(wait)
             try:
                 inst.state = None if state_text is None else self.decode_state(process, state_text)
                 inst.seen = [] if not seen else msgspec.json.decode(seen)
@@ -120,6 +123,9 @@ class StepRunner:
                 if rows:  # park it with the error; its stored state stays as it is
                     self.failed(tx, inst, rows[0][0], None, exc, rows[0][6] + 1, now)
                     tx.defer_any("park_instance", process=name, instance_id=instance_id, now=now)
+                    tx.defer_any(
+                        "block_instance", process=name, instance_id=instance_id, parked=1, until=0.0
+                    )
                     steps += 1
                 continue
             steps += self.run_instance(tx, inst, rows, now)
@@ -128,6 +134,11 @@ class StepRunner:
         return steps
 
     def save(self, tx: Tx, inst: Instance, now: float) -> None:
+        key = {"process": inst.process.name, "instance_id": inst.instance_id}
+        if inst.parked or inst.wait_until:
+            tx.defer_any("block_instance", **key, parked=int(inst.parked), until=inst.wait_until)
+        elif inst.was_waiting:
+            tx.defer_any("unblock_instance", **key)
         tx.defer_any(
             "save_instance",
             process=inst.process.name,

@@ -88,13 +88,17 @@ VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metada
 -- LIMIT (not GROUP BY over the whole inbox) keeps a claim cheap when a million are queued;
 -- instances that are parked or waiting out a retry are left out of the scan itself, so they
 -- can never fill the window and starve the others.
-SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers,
+  p.wait_until
 FROM process_instances p
 WHERE (p.process, p.instance_id) IN (
   SELECT i.process, i.instance_id FROM inbox i
-  JOIN process_instances q ON q.process = i.process AND q.instance_id = i.instance_id
-  WHERE i.parked = 0 AND i.available_at <= :now AND q.parked = 0 AND q.wait_until <= :now
+  WHERE i.parked = 0 AND i.available_at <= :now
+  AND NOT EXISTS (SELECT 1 FROM blocked_instances b
+                  WHERE b.process = i.process AND b.instance_id = i.instance_id
+                  AND (b.parked = 1 OR b.until > :now))
   ORDER BY i.id LIMIT :scan)
+AND p.parked = 0 AND p.wait_until <= :now
 LIMIT :limit;
 
 -- name: delete_inbox
@@ -107,12 +111,22 @@ WHERE id = :id;
 
 -- name: next_inbox_due
 -- When an instance waiting out a retry may run again (parked ones wait for an operator).
-SELECT MIN(wait_until) FROM process_instances WHERE wait_until > :now AND parked = 0;
+SELECT MIN(until) FROM blocked_instances WHERE until > :now AND parked = 0;
+
+-- name: block_instance
+INSERT INTO blocked_instances (process, instance_id, parked, until)
+VALUES (:process, :instance_id, :parked, :until)
+ON CONFLICT (process, instance_id) DO UPDATE SET parked = excluded.parked, until = excluded.until;
+
+-- name: unblock_instance
+DELETE FROM blocked_instances WHERE process = :process AND instance_id = :instance_id;
 
 -- name: ready_inbox
 SELECT 1 FROM inbox i
-JOIN process_instances q ON q.process = i.process AND q.instance_id = i.instance_id
-WHERE i.parked = 0 AND i.available_at <= :now AND q.parked = 0 AND q.wait_until <= :now
+WHERE i.parked = 0 AND i.available_at <= :now
+AND NOT EXISTS (SELECT 1 FROM blocked_instances b
+                WHERE b.process = i.process AND b.instance_id = i.instance_id
+                AND (b.parked = 1 OR b.until > :now))
 LIMIT 1;
 
 -- name: save_instance

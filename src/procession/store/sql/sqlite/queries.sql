@@ -31,3 +31,6 @@ WHERE stream_id IN (SELECT value FROM json_each(:ids)) GROUP BY stream_id;
 -- name: repeatable_read
 -- A SQLite transaction reads one snapshot already.
 SELECT 1;
+
+-- name: claim_plan
+SELECT 1;
