@@ -52,6 +52,8 @@ SQLITE_LIMITS = Limits(log_page=4000, instances=1000, commands=2000, timers=4000
 
 
 log = logging.getLogger("procession")
+MAINTAIN_EVERY = 5.0
+"""Seconds of work between two maintenance passes over the work tables (PostgreSQL)."""
 
 
 class RunStats(msgspec.Struct):
@@ -84,6 +86,7 @@ class Runtime:
         if limits is None:
             limits = SQLITE_LIMITS if store.backend.single_process else Limits()
         self.limits = limits
+        self._maintain_at = time.monotonic() + MAINTAIN_EVERY
         app.check()
         self.app = app
         self.store = store
@@ -184,6 +187,9 @@ class Runtime:
         return stats
 
     def _round(self) -> int:
+        if time.monotonic() >= self._maintain_at:
+            self._maintain_at = time.monotonic() + MAINTAIN_EVERY
+            self.store.backend.maintain()
         if not self.clock.virtual or self.store.backend.single_process:
             return self.run_once()
         with self.store.backend.shared_round():  # virtual time shared with other workers

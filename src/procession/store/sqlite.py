@@ -96,6 +96,9 @@ class SQLiteBackend:
             if "".join(lines).strip():
                 cursor.execute("\n".join(lines))
 
+    def maintain(self) -> None:
+        """Nothing to do: SQLite reuses freed pages at once and needs no vacuum for speed."""
+
     @contextmanager
     def shared_round(self) -> Iterator[None]:
         yield  # one process: nobody else runs rounds
