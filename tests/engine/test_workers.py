@@ -76,6 +76,13 @@ def wait_for_batch(
     raise AssertionError(f"batch {batch_id} not finished in {timeout} s: {rt.progress(batch_id)}")
 
 
+def wait_until_quiescent(rt: Runtime, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not rt.quiescent():
+        assert time.monotonic() < deadline, "work was still left"
+        time.sleep(0.5)
+
+
 def stop(workers: list[subprocess.Popen[bytes]]) -> list[int]:
     for w in workers:
         if w.poll() is None:
@@ -95,6 +102,7 @@ def test_two_workers_share_a_20k_batch_one_killed_half_way(pg_url: str) -> None:
         workers[0].wait()
         workers.append(start_worker(pg_url))
         wait_for_batch(observer, "review-g-1", timeout=600)
+        wait_until_quiescent(observer, timeout=300)  # the last steps follow the outcomes
     finally:
         codes = stop(workers)
     assert codes[1:] == [0, 0], "the survivors stop gracefully on SIGTERM"
