@@ -102,7 +102,7 @@ def worker(
 @cli.command()
 def status(db: DbOption, as_json: JsonOption = False) -> None:
     """Log head, checkpoints, queued work and parked messages."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         data = operations.status(store)
     emit(data, as_json, lambda: echo_lines(f"{k}: {v}" for k, v in data.items()))
 
@@ -110,7 +110,7 @@ def status(db: DbOption, as_json: JsonOption = False) -> None:
 @cli.command()
 def parked(db: DbOption, as_json: JsonOption = False) -> None:
     """Parked deliveries and commands, with their errors."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         items = operations.parked(store)
     emit({"parked": items}, as_json, lambda: echo_lines(json.dumps(i) for i in items))
 
@@ -118,7 +118,7 @@ def parked(db: DbOption, as_json: JsonOption = False) -> None:
 @cli.command()
 def retry(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
     """Put a parked delivery (numeric id) or command (its command_id) back to work."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         ok = operations.retry(store, item_id)
     if not ok:
         fail(f"no parked message {item_id!r}")
@@ -128,7 +128,7 @@ def retry(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
 @cli.command()
 def skip(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
     """Drop a parked delivery or command for good (its instance then goes on)."""
-    with open_store(db) as store:
+    with open_store(db, create=False) as store:
         ok = operations.skip(store, item_id)
     if not ok:
         fail(f"no parked message {item_id!r}")

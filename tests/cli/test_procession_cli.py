@@ -89,6 +89,7 @@ def test_status_parked_retry_skip_as_json(store_url: str) -> None:
         ),
         (("skip", "42", "--db", "sqlite:///:memory:"), "no parked message '42'"),
         (("statu", "--db", "sqlite:///:memory:"), "No such command"),
+        (("status", "--db", "sqlite:///no/such/place.db"), "no store at no/such/place.db"),
     ],
 )
 def test_errors_are_one_line_and_one_json_object(args: tuple[str, ...], message: str) -> None:

@@ -217,3 +217,12 @@ def _tables(url: str) -> set[str]:
             " WHERE table_schema = current_schema()",
         )
     return {r[0] for r in rows}
+
+
+def test_create_false_refuses_a_missing_sqlite_file_and_leaves_none(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    with pytest.raises(StoreUnavailable, match="no store at"):
+        open_store(f"sqlite:///{path}", create=False)
+    assert not path.exists()
+    open_store(f"sqlite:///{path}").close()  # created on purpose ...
+    open_store(f"sqlite:///{path}", create=False).close()  # ... then opened as it is

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit
 
-from procession.errors import ConfigurationError, SchemaError
+from procession.errors import ConfigurationError, SchemaError, StoreUnavailable
 from procession.messages import MessageRegistry
 from procession.store import queries
 from procession.store.base import SCHEMA_MARK, Backend, Store, Tx, check_schema
@@ -22,11 +23,17 @@ __all__ = [
 ]
 
 
-def open_store(url: str, registry: MessageRegistry | None = None) -> Store:
+def open_store(url: str, registry: MessageRegistry | None = None, create: bool = True) -> Store:
     """Open (creating or migrating its schema) the store behind `url`.
 
     `sqlite:///path/to.db`, `sqlite:///:memory:` or `postgresql://user@host:port/db`.
+    With `create=False` a SQLite file that does not exist is an error, not a new store
+    (tools that only look should not leave a file behind a mistyped path).
     """
+    if not create and url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path != ":memory:" and not os.path.exists(path):
+            raise StoreUnavailable(f"no store at {path}")
     backend = _backend(url)
     store = Store(backend, queries.load(backend.name), registry)
     try:
