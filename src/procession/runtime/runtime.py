@@ -195,13 +195,13 @@ class Runtime:
         with self.store.backend.shared_round():  # virtual time shared with other workers
             return self.run_once()
 
-    def _advance_when_quiet(self) -> str:
+    def _advance_when_quiet(self, until: float | None = None) -> str:
         """Move a virtual clock to the next due work, only when no worker anywhere is inside
         a round and a round of our own, alone, finds nothing to do: otherwise work another
         worker is still committing would run at a later virtual time than it was caused at.
 
         Returns "moved", "work" (the round alone found some), "busy" (another worker is in a
-        round) or "idle" (nothing is due at any time).
+        round) or "idle" (nothing is due at any time, or before `until`).
         """
         with self.store.backend.exclusive_round() as alone:
             if not alone:
@@ -209,28 +209,31 @@ class Runtime:
             if not self.store.backend.single_process and self.run_once():
                 return "work"
             due = self.next_due()
+            if until is not None and (due is None or due > until):
+                due = until if until > self.clock.now() else None
             if due is None:
                 return "idle"
             self.clock.advance_to(due)
             return "moved"
 
     def run_until(self, when: float) -> RunStats:
-        """Run what falls due up to `when` on a virtual clock, then leave the clock there."""
+        """Run what falls due up to `when` on a virtual clock, then leave the clock there.
+
+        Time moves under the same gate as in `run_until_idle`: never while another worker
+        sharing the clock is inside a round.
+        """
         stats = RunStats()
         with bulk_gc():
             while True:
                 stats.work += self.run_until_idle_no_advance()
                 stats.rounds += 1
-                due = self.next_due()
-                if due is None or due > when:
-                    break
-                self.clock.advance_to(due)
-                stats.clock_advances += 1
-            if when > self.clock.now():
-                self.clock.advance_to(when)
-                stats.clock_advances += 1
-            stats.work += self.run_until_idle_no_advance()
-        return stats
+                outcome = self._advance_when_quiet(until=when)
+                if outcome == "idle":
+                    return stats
+                if outcome == "moved":
+                    stats.clock_advances += 1
+                elif outcome == "busy":
+                    time.sleep(0.01)
 
     def run_until_idle_no_advance(self) -> int:
         """Run until nothing is ready now, without moving any clock; the work done."""
