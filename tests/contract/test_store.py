@@ -374,3 +374,17 @@ def test_a_store_without_a_registry_knows_no_types(store_url: str) -> None:
         bare.append("s", [Counted(n=1)])
     with open_store(store_url, make_registry()) as store:
         assert store.read_stream("s") == []
+
+
+def test_an_immediate_write_inside_a_failed_savepoint_is_undone(store_url: str) -> None:
+    store = open_store(store_url)
+    with store.transaction() as tx:
+        tx.sql("CREATE TABLE scratch (n INTEGER)")
+    with store.transaction() as tx:
+        tx.sql("INSERT INTO scratch (n) VALUES (1)")
+        with pytest.raises(RuntimeError), tx.savepoint():
+            tx.sql("INSERT INTO scratch (n) VALUES (2)")
+            raise RuntimeError("the step failed after writing")
+        tx.sql("INSERT INTO scratch (n) VALUES (3)")
+    with store.transaction() as tx:
+        assert tx.sql("SELECT n FROM scratch ORDER BY n") == [(1,), (3,)]

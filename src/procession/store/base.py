@@ -122,6 +122,7 @@ class Tx:
 
     def run(self, query: str, /, **params: Any) -> int:
         """Write now and return the number of rows it touched."""
+        self._savepoint_now()
         return self._exec(query, params).rowcount
 
     def defer(self, query: str, /, **params: Any) -> None:
@@ -152,6 +153,16 @@ class Tx:
             sp.created = True
         self._send(ops + _grouped(loose))
 
+    def _savepoint_now(self) -> None:
+        """An immediate write inside a savepoint: take the real SAVEPOINT before it."""
+        sp = self._savepoint
+        if sp is not None and not sp.created:
+            self._send(self._deferred[: sp.mark] + _grouped(self._unordered[: sp.loose_mark]))
+            del self._deferred[: sp.mark], self._unordered[: sp.loose_mark]
+            sp.mark = sp.loose_mark = 0
+            self.cursor.execute("SAVEPOINT procession_step")
+            sp.created = True
+
     def _send(self, ops: list[tuple[str, Params]]) -> None:
         if not ops:
             return
@@ -176,6 +187,7 @@ class Tx:
 
         A list of parameter mappings runs the statement once per mapping (executemany).
         """
+        self._savepoint_now()  # it may write: inside a savepoint, it must be undoable
         self.flush()
         text = self.store.backend.user_sql(sql)
         if isinstance(params, list | tuple):
