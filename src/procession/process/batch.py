@@ -239,7 +239,6 @@ class BatchWorker:
             batch_id=batch.batch_id,
             status=status,
             now=now,
-            superseded_by=_superseded_by(tx, batch.batch_id),
         )
         if finished != 1:
             return  # already completed: the owner is told once
@@ -263,14 +262,9 @@ def has_work(tx: Tx) -> bool:
         batch_id, status = row[0], row[10]
         if status == "enumerating" or tx.row("pending_items", batch_id=batch_id, limit=1):
             return True
-        if not tx.rows("batch_has_open_items", batch_id=batch_id):
+        if completion_due(status, len(tx.rows("batch_has_open_items", batch_id=batch_id))):
             return True
     return False
-
-
-def _superseded_by(tx: Tx, batch_id: str) -> str | None:
-    row = tx.row("get_batch", batch_id=batch_id)
-    return None if row is None else row[15]
 
 
 def progress(tx: Tx, batch_id: str) -> BatchProgress | None:

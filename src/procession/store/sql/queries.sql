@@ -245,7 +245,7 @@ WHERE batch_id = :batch_id AND status = 'pending'
               AND b.status IN ('enumerating', 'running'));
 
 -- name: finish_batch
-UPDATE batches SET status = :status, completed_at = :now, superseded_by = :superseded_by
+UPDATE batches SET status = :status, completed_at = :now
 WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
 
 -- name: set_batch_status
