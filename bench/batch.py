@@ -35,10 +35,10 @@ from procession import (
     ProcessManager,
     Projection,
     Route,
+    Session,
     StartBatch,
     StepContext,
     SystemClock,
-    Tx,
     open_store,
     start,
 )
@@ -57,12 +57,14 @@ class Targets(Projection):
 
     name = "bench_targets"
 
-    def setup(self, tx: Tx) -> None:
-        tx.sql("CREATE TABLE IF NOT EXISTS bench_targets (id TEXT PRIMARY KEY)")
+    def setup(self, session: Session) -> None:
+        session.sql("CREATE TABLE IF NOT EXISTS bench_targets (id TEXT PRIMARY KEY)")
 
 
-def targets(tx: Tx, params: dict[str, Any], fence: int, after: str | None, limit: int) -> list[str]:
-    rows = tx.sql(
+def targets(
+    session: Session, params: dict[str, Any], fence: int, after: str | None, limit: int
+) -> list[str]:
+    rows = session.sql(
         "SELECT id FROM bench_targets WHERE id > :after ORDER BY id LIMIT :limit",
         {"after": after or "", "limit": limit},
     )
@@ -134,8 +136,7 @@ def child(url: str, n: int) -> dict[str, Any]:
     baseline = peak_rss_mb()
     store = open_store(url)
     runtime = Runtime(bench_app(), store, SystemClock())
-    store.registry = runtime.app.messages
-    store.append("Bench-run", [BenchStarted(run="1")])
+    runtime.store.append("Bench-run", [BenchStarted(run="1")])
     started = time.perf_counter()
     stats = runtime.run_until_idle()
     seconds = time.perf_counter() - started

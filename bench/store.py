@@ -66,14 +66,16 @@ from bench.common import (
     temp_dir,
     timed,
 )
+from procession import Limits, Session
 from procession.app import App
 from procession.ids import new_id
 from procession.messages import Event, MessageRegistry
 from procession.projection import EventInfo, Projection
-from procession.runtime.runtime import SQLITE_LIMITS, Limits, Runtime
+from procession.runtime.runtime import Runtime
 from procession.store import NO_STREAM, Store, open_store
-from procession.store.base import Tx
+from procession.store.postgres import PostgresCoordination
 from procession.store.queries import migrations
+from procession.store.sqlite import SQLiteCoordination
 
 COLUMNS = "stream_id, version, type, schema_version, data, metadata"
 READ_SQL = (
@@ -164,14 +166,14 @@ class Deposits(Projection):
         super().__init__()
         self.on(FundsDeposited, self.deposited)
 
-    def setup(self, tx: Tx) -> None:
-        tx.sql(rm_ddl(RM_TABLE))
+    def setup(self, session: Session) -> None:
+        session.sql(rm_ddl(RM_TABLE))
 
-    def reset(self, tx: Tx) -> None:
-        tx.sql(f"DELETE FROM {RM_TABLE}")
+    def reset(self, session: Session) -> None:
+        session.sql(f"DELETE FROM {RM_TABLE}")
 
-    def deposited(self, tx: Tx, event: FundsDeposited, info: EventInfo) -> None:
-        tx.write(
+    def deposited(self, session: Session, event: FundsDeposited, info: EventInfo) -> None:
+        session.write(
             f"INSERT INTO {RM_TABLE} ({RM_COLUMNS}) "
             "VALUES (:stream_id, :version, :position, :data)",
             {
@@ -279,7 +281,7 @@ class SQLiteTarget(Target):
             conn.close()
 
     def default_limits(self) -> Limits:
-        return SQLITE_LIMITS
+        return SQLiteCoordination.limits
 
     def query(self, store: Store, sql: str) -> list[Row]:
         conn = self._raw(store)
@@ -370,7 +372,7 @@ class PostgresTarget(Target):
             return sum(1 for _ in cur)
 
     def default_limits(self) -> Limits:
-        return Limits()
+        return PostgresCoordination.limits
 
     def query(self, store: Store, sql: str) -> list[Row]:
         import psycopg

@@ -62,7 +62,6 @@ from procession import (
     new_id,
     open_store,
 )
-from procession.runtime.clock import VIRTUAL_KEY
 
 HELP = (__doc__ or "").split("\n\n")[0]
 cli = typer.Typer(
@@ -104,8 +103,7 @@ def require_store(url: str) -> None:
 
 
 def uses_virtual_time(store: Store) -> bool:
-    with store.transaction(write=False) as tx:
-        return tx.get_meta(VIRTUAL_KEY) is not None
+    return store.clock_kind == "virtual"
 
 
 def store_clock(store: Store) -> Clock:

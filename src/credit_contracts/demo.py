@@ -32,6 +32,7 @@ from procession import (
     CommandRejected,
     ConfigurationError,
     Event,
+    MessageRegistry,
     Runtime,
     Store,
     derived_id,
@@ -177,21 +178,21 @@ def load_plan(store: Store) -> DemoPlan | None:
 
 def record_plan(url: str, plan: DemoPlan) -> None:
     """The demo's first transaction: the plan, checked against the store's simulation."""
-    with open_store(url) as store:
-        store.registry.register(DemoPlanned)
-        with store.transaction() as tx:
-            rows = tx.read_stream_raw(PLAN_STREAM)
-            recorded = None
-            if rows:
-                recorded = msgspec.convert(msgspec.json.decode(rows[-1][5])["plan"], DemoPlan)
-            events = decide_plan(recorded, plan)
-            simulation = load_simulation(store)
-            if simulation is not None and simulation != plan.simulation:
-                raise ConfigurationError(
-                    f"this store already runs the simulation {simulation}; use a fresh store"
-                )
-            if events:
-                tx.append(PLAN_STREAM, events, NO_STREAM)
+    registry = MessageRegistry()
+    registry.register(DemoPlanned)
+    with open_store(url, registry) as store, store.transaction() as tx:
+        rows = tx.read_stream_raw(PLAN_STREAM)
+        recorded = None
+        if rows:
+            recorded = msgspec.convert(msgspec.json.decode(rows[-1][5])["plan"], DemoPlan)
+        events = decide_plan(recorded, plan)
+        simulation = load_simulation(store)
+        if simulation is not None and simulation != plan.simulation:
+            raise ConfigurationError(
+                f"this store already runs the simulation {simulation}; use a fresh store"
+            )
+        if events:
+            tx.append(PLAN_STREAM, events, NO_STREAM)
 
 
 # -- setup ---------------------------------------------------------------------------------

@@ -30,8 +30,7 @@ from rich.progress import (
 
 from credit_contracts.app import open_system
 from credit_contracts.demo import DemoPlan, ensure_setup, outcome, record_plan
-from procession import ProcessionError, Runtime
-from procession.runtime.clock import EPOCH
+from procession import ProcessionError, Runtime, VirtualClock
 
 DAY = 86_400.0
 REFRESH = 0.2
@@ -60,7 +59,7 @@ def drive(runtime: Runtime, tick: Callable[[], None] | None = None) -> Counts:
 
 def virtual_days(runtime: Runtime) -> float:
     runtime.clock.sync()  # workers may have moved the store's clock
-    return (runtime.clock.now() - EPOCH) / DAY
+    return (runtime.clock.now() - VirtualClock.EPOCH) / DAY
 
 
 class LiveDisplay:

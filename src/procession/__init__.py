@@ -21,8 +21,10 @@ from procession.errors import (
     UnknownMessageType,
 )
 from procession.ids import derived_id, new_id
+from procession.limits import Limits
 from procession.messages import Command, Event, Message, MessageRegistry
-from procession.process.batch import BatchProgress
+from procession.policy import Decision, Failure, Park, Retry, RetryPolicy, SkipMessage
+from procession.process.batch import BatchProgress, BatchTemplate, TargetSource
 from procession.process.effects import (
     BatchCompleted,
     CancelBatch,
@@ -33,11 +35,8 @@ from procession.process.effects import (
     TimerFired,
 )
 from procession.process.manager import (
-    Park,
     ProcessManager,
-    Retry,
     Route,
-    SkipMessage,
     StepContext,
     continue_,
     start,
@@ -46,7 +45,8 @@ from procession.process.manager import (
 from procession.projection import EventInfo, Projection
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
-from procession.runtime.runtime import Limits, RunStats, Runtime
+from procession.runtime.runtime import RunStats, Runtime
+from procession.session import Session
 from procession.store import ANY, NO_STREAM, AppendResult, RecordedEvent, Store, Tx, open_store
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "AppendResult",
     "BatchCompleted",
     "BatchProgress",
+    "BatchTemplate",
     "CancelBatch",
     "CancelTimer",
     "Clock",
@@ -66,8 +67,10 @@ __all__ = [
     "Complete",
     "ConcurrencyError",
     "ConfigurationError",
+    "Decision",
     "Event",
     "EventInfo",
+    "Failure",
     "HandlerContext",
     "Limits",
     "MalformedMessage",
@@ -81,11 +84,13 @@ __all__ = [
     "Projection",
     "RecordedEvent",
     "Retry",
+    "RetryPolicy",
     "Route",
     "RunStats",
     "Runtime",
     "Schedule",
     "SchemaError",
+    "Session",
     "SkipMessage",
     "Skipped",
     "StartBatch",
@@ -93,6 +98,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "SystemClock",
+    "TargetSource",
     "TimerFired",
     "Tx",
     "UnknownMessageType",

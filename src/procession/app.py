@@ -5,17 +5,20 @@ An `App` is pure wiring, with no store and no threads; `Runtime(app, store, cloc
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import UnionType
 from typing import Any, Literal, Protocol, TypeVar
 
 from procession.aggregate import Aggregate
 from procession.errors import ConfigurationError
-from procession.messages import Command, Message, MessageRegistry
+from procession.messages import Command, Event, Message, MessageRegistry
+from procession.policy import DEFAULT_POLICY, OnError, RetryPolicy
+from procession.process.batch import BatchTemplate, TargetSource
 from procession.process.effects import ENGINE_MESSAGES
 from procession.process.manager import ProcessManager
 from procession.projection import Projection
-from procession.store.base import Tx
 
 C = TypeVar("C", bound=Command)
 Outcome = Literal["done", "failed", "skipped"]
@@ -33,14 +36,6 @@ class HandlerContext(Protocol):
 CommandHandler = Callable[[HandlerContext, Any], None]
 
 
-class TargetSource(Protocol):
-    """A page of target ids, ascending, strictly after `after`, that existed at `fence`."""
-
-    def __call__(
-        self, tx: Tx, params: dict[str, Any], fence: int, after: str | None, limit: int
-    ) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class SourceDef:
     name: str
@@ -55,7 +50,12 @@ class OutcomeRule:
     outcome: Outcome
 
 
-Template = Callable[[str, dict[str, Any]], Command]
+@dataclass(frozen=True)
+class TemplateDef:
+    name: str
+    build: BatchTemplate
+    awaits_outcome: bool
+    """Items of its batches finish on an outcome event (`App.batch_outcome`)."""
 
 
 class App:
@@ -70,8 +70,9 @@ class App:
         self.projections: dict[str, Projection] = {}
         self.processes: dict[str, ProcessManager[Any]] = {}
         self.sources: dict[str, SourceDef] = {}
-        self.templates: dict[str, Template] = {}
+        self.templates: dict[str, TemplateDef] = {}
         self.outcomes: dict[type[Message], OutcomeRule] = {}
+        self.command_policies: dict[type[Command], OnError] = {}
 
     def register(self, *classes: type[Message]) -> None:
         self.messages.register_all(*classes)
@@ -86,8 +87,13 @@ class App:
         aggregate: Aggregate[Any] | None = None,
         to: Callable[[C], str] | None = None,
         handler: Callable[[HandlerContext, C], None] | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
+        on_error: OnError | None = None,
     ) -> None:
-        """Route a command to `aggregate` (by the id `to` returns), or to a custom handler."""
+        """Route a command to `aggregate` (by the id `to` returns), or to a custom handler.
+
+        When it fails in the outbox (an error, not a `CommandRejected`), `on_error` decides
+        (by default `retry`: backoff, then park)."""
         if handler is None:
             if aggregate is None or to is None:
                 raise ConfigurationError(f"{command_type.__name__}: give aggregate and to")
@@ -100,6 +106,10 @@ class App:
 
         self.messages.register(command_type)
         self.handlers[command_type] = handler
+        self.command_policies[command_type] = on_error or retry.decide
+
+    def command_policy(self, command_type: type[Command]) -> OnError:
+        return self.command_policies.get(command_type, DEFAULT_POLICY.decide)
 
     def projection(self, projection: Projection) -> Projection:
         if not projection.name:
@@ -108,16 +118,24 @@ class App:
         return projection
 
     def process(self, process: ProcessManager[Any]) -> ProcessManager[Any]:
+        """Register a process manager. An empty `interested_in` is derived from the type of
+        `interested`'s event parameter (`event: A | B`)."""
         if not process.name:
             raise ConfigurationError(f"{type(process).__name__} has no name")
+        if not process.interested_in:
+            process.interested_in = routed_types(process)
         self.processes[process.name] = process
         return process
 
     def target_source(self, name: str, page: TargetSource, projection: str) -> None:
         self.sources[name] = SourceDef(name, page, projection)
 
-    def batch_template(self, name: str, template: Template) -> None:
-        self.templates[name] = template
+    def batch_template(
+        self, name: str, template: BatchTemplate, awaits_outcome: bool = True
+    ) -> None:
+        """A command template for batches; `awaits_outcome`: its items finish on an outcome
+        event (declare one with `batch_outcome`), not when their command has run."""
+        self.templates[name] = TemplateDef(name, template, awaits_outcome)
 
     def batch_outcome(
         self, event_type: type[Message], target: Callable[[Any], str], outcome: Outcome = "done"
@@ -126,9 +144,76 @@ class App:
         self.outcomes[event_type] = OutcomeRule(target, outcome)
 
     def check(self) -> None:
-        """Fail early on wiring mistakes."""
-        for source in self.sources.values():
-            if source.projection not in self.projections:
-                raise ConfigurationError(
-                    f"target source {source.name!r} names unknown projection {source.projection!r}"
-                )
+        """Refuse, before anything runs, every wiring mistake that can be known now."""
+        problems = [
+            *self._source_problems(),
+            *self._template_problems(),
+            *(p for process in self.processes.values() for p in self._process_problems(process)),
+        ]
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+
+    def _source_problems(self) -> list[str]:
+        return [
+            f"target source {source.name!r} names unknown projection {source.projection!r}"
+            for source in self.sources.values()
+            if source.projection not in self.projections
+        ]
+
+    def _template_problems(self) -> list[str]:
+        if self.outcomes:
+            return []
+        return [
+            f"batch template {t.name!r} awaits outcomes, but no App.batch_outcome is declared:"
+            " its batches could never complete (declare one, or awaits_outcome=False)"
+            for t in self.templates.values()
+            if t.awaits_outcome
+        ]
+
+    def _process_problems(self, process: ProcessManager[Any]) -> list[str]:
+        name = process.name
+        problems = [
+            f"process {name!r} starts batches from unknown target source {source!r}"
+            for source, _ in process.starts_batches
+            if source not in self.sources
+        ] + [
+            f"process {name!r} starts batches of unknown template {template!r}"
+            for _, template in process.starts_batches
+            if template not in self.templates
+        ]
+        missing = [t.__name__ for t in routed_types(process) if t not in process.interested_in]
+        if missing:
+            problems.append(
+                f"process {name!r}: interested() takes {', '.join(missing)}, which "
+                "interested_in omits (they would never be routed to it)"
+            )
+        unknown = [t.__name__ for t in process.interested_in if not self.messages.knows_class(t)]
+        if unknown:
+            problems.append(f"process {name!r} is interested in unregistered {', '.join(unknown)}")
+        if not process.interested_in and type(process).interested is not ProcessManager.interested:
+            problems.append(
+                f"process {name!r} routes no event type: declare interested_in, or annotate "
+                "interested(self, event: A | B)"
+            )
+        return problems
+
+
+def routed_types(process: ProcessManager[Any]) -> tuple[type[Message], ...]:
+    """The concrete message types `interested`'s event parameter is annotated with."""
+    try:
+        hints = typing.get_type_hints(process.interested)
+    except Exception:  # an annotation that does not resolve: nothing to learn from it
+        return ()
+    hint = next((v for k, v in hints.items() if k != "return"), None)
+    if hint is None:
+        return ()
+    options = (
+        typing.get_args(hint)
+        if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
+    return tuple(
+        t
+        for t in options
+        if isinstance(t, type) and issubclass(t, Message) and t not in (Message, Event, Command)
+    )

@@ -107,6 +107,9 @@ class MessageRegistry:
     def knows(self, name: str) -> bool:
         return name in self._by_name
 
+    def knows_class(self, cls: type[Message]) -> bool:
+        return cls in self._by_cls
+
     def encode(self, message: Message) -> tuple[str, int, str]:
         """(name, schema version, JSON text) of a registered message."""
         mtype = self.type_of(message)

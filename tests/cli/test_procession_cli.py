@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from procession import Runtime, VirtualClock, open_store
+from procession import RetryPolicy, Runtime, VirtualClock, open_store
 from tests.engine.test_failures import Fragile
 from tests.support.toy import OpenAccount, build_app
 
@@ -39,7 +39,7 @@ def one_json(stdout: str) -> dict[str, object]:
 def parked_store(url: str) -> None:
     app = build_app()
     fragile = Fragile()
-    fragile.max_attempts = 1
+    fragile.retry_policy = RetryPolicy(max_attempts=1)
     app.process(fragile)
     store = open_store(url)
     rt = Runtime(app, store, VirtualClock())

@@ -83,9 +83,9 @@ def test_versions_continue_across_appends_and_transactions(store: Store) -> None
 
 
 def test_recorded_event_has_the_audit_shape(store: Store, registry: MessageRegistry) -> None:
-    store.now = lambda: 1_700_000_000.25
+    stamped = store.using(now=lambda: 1_700_000_000.25)
     event = Withdrawn(account="acc-9", amount=7, note="ünïcødé € 🎉")
-    result = store.append("acc-9", [event], NO_STREAM)
+    result = stamped.append("acc-9", [event], NO_STREAM)
 
     with open_store(store.url, registry) as reader:
         [rec] = list(reader.read_all())

@@ -11,6 +11,7 @@ from procession import (
     App,
     Message,
     ProcessManager,
+    RetryPolicy,
     Route,
     Runtime,
     StepContext,
@@ -52,7 +53,7 @@ def test_snapshots_are_written_every_n_events_and_loading_uses_them(store_url: s
     rt.send(OpenAccount(account_id="s", group="g"))
     rt.send(Freeze(account_id="s", reason="one"))
     rt.send(Thaw(account_id="s"))
-    with store.transaction() as tx:
+    with rt.store.transaction() as tx:
         assert tx.sql("SELECT stream_id, version FROM snapshots") == [("Account-s", 2)]
         # prove the snapshot is read: doctor it, and the loaded state follows it
         tx.sql(
@@ -86,7 +87,7 @@ class StrictStart(ProcessManager[dict[str, Any]]):
 def test_strict_routing_fails_loudly_and_parks(store_url: str, kind: str) -> None:
     app = build_app()
     process = StrictStart()
-    process.max_attempts = 1
+    process.retry_policy = RetryPolicy(max_attempts=1)
     app.process(process)
     store = open_store(store_url)
     rt = Runtime(app, store, VirtualClock())

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from procession import CancelBatch, Runtime, StartBatch, VirtualClock, open_store
-from procession.process.batch import BatchWorker
+from procession.runtime.batches import Batch, BatchWorker, cancel
+from procession.store.work import batches
 from tests.engine.test_processing import events_of, make_runtime, setup_group
 from tests.support.toy import ReviewGroup, build_app
 
@@ -46,10 +47,8 @@ def test_enumeration_pages_resume_from_the_durable_cursor(store_url: str) -> Non
     totals = []
     for _ in range(3):  # one page per transaction; a new worker each time, as after a crash
         with store.transaction() as tx:
-            [row] = [r for r in tx.rows("active_batches")]
-            from procession.process.batch import Batch
-
-            worker.enumerate(tx, Batch.from_row(row), rt.clock.now())
+            [row] = batches.active(tx)
+            worker.enumerate(tx, Batch.of(row), rt.clock.now())
         worker = BatchWorker(rt.app)
         with store.transaction() as tx:
             totals.append(tx.sql("SELECT total, status FROM batches")[0])
@@ -67,9 +66,7 @@ def test_cancel_stops_pending_items_and_lets_in_flight_ones_finish(store_url: st
         rt.run_once_stages({"projection:accounts_by_group", "router", "processes", "batches"})
     assert item_statuses(store, "review-g1-1").get("dispatched") == 50
     with store.transaction() as tx:
-        from procession.process import batch
-
-        batch.cancel(tx, "review-g1-1", rt.clock.now())
+        cancel(tx, "review-g1-1", rt.clock.now())
     rt.run_until_idle()
     progress = rt.progress("review-g1-1")
     assert progress is not None

@@ -7,6 +7,7 @@ from typing import Any
 from procession import (
     Message,
     ProcessManager,
+    RetryPolicy,
     Route,
     Runtime,
     StepContext,
@@ -23,7 +24,7 @@ class Fragile(ProcessManager[dict[str, Any]]):
     name = "Fragile"
     interested_in = (AccountOpened,)
     broken = True
-    max_attempts = 3
+    retry_policy = RetryPolicy(max_attempts=3)
 
     def initial(self) -> dict[str, Any]:
         return {"seen": 0}

@@ -10,6 +10,7 @@ from procession import (
     Limits,
     Message,
     ProcessManager,
+    RetryPolicy,
     Route,
     Runtime,
     Schedule,
@@ -40,7 +41,7 @@ class Picky(ProcessManager[dict[str, Any]]):
 
     name = "Picky"
     interested_in = (AccountOpened, AccountFrozen)
-    max_attempts = 1
+    retry_policy = RetryPolicy(max_attempts=1)
 
     def initial(self) -> dict[str, Any]:
         return {"n": 0}

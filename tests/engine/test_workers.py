@@ -23,8 +23,7 @@ ITEMS = 20_000
 
 
 def seed(url: str, n: int) -> Store:
-    store = open_store(url)
-    store.registry = build_app().messages
+    store = open_store(url, build_app().messages)
     chunk: list[tuple[str, list[AccountOpened], int]] = []
     for i in range(n):
         account_id = f"w{i:06}"

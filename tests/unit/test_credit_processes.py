@@ -46,7 +46,7 @@ DAY = 86_400.0
 
 def ctx(instance: str, position: int | None = None, now: float = 1000.0) -> StepContext:
     meta: dict[str, Any] = {} if position is None else {"position": position}
-    return StepContext("p", instance, now, "msg-1", "corr-1", meta)
+    return StepContext("p", instance, now, "msg-1", "corr-1", meta, position)
 
 
 def changed(no: int) -> CustomerCreditRatingChanged:

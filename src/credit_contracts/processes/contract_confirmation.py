@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -38,15 +39,25 @@ from procession import (
 
 REMINDER_DAYS: tuple[int, ...] = (3, 7)
 DEADLINE_DAYS = 14
-DEADLINE = "deadline"
 DEADLINE_REASON = f"not re-signed within {DEADLINE_DAYS} days"
 
 
-def reminder_timer(n: int) -> str:
-    return f"reminder-{n}"
+class Timer(StrEnum):
+    """The timers of one confirmation. A StrEnum's members work as `match` value patterns
+    (`case TimerFired(name=Timer.DEADLINE)`), where a bare constant would capture."""
+
+    FIRST_REMINDER = "reminder-1"
+    SECOND_REMINDER = "reminder-2"
+    DEADLINE = "deadline"
 
 
-TIMERS = (*(reminder_timer(n) for n in range(1, len(REMINDER_DAYS) + 1)), DEADLINE)
+REMINDERS = (Timer.FIRST_REMINDER, Timer.SECOND_REMINDER)
+DEADLINE = Timer.DEADLINE
+TIMERS = tuple(Timer)
+
+
+def reminder_timer(n: int) -> Timer:
+    return REMINDERS[n - 1]
 
 
 class ConfirmationState(msgspec.Struct):
@@ -54,20 +65,20 @@ class ConfirmationState(msgspec.Struct):
     reminders: int = 0
 
 
+Handled = (
+    CustomerContractRevoked | ContractResigned | CustomerContractReconfirmed | ContractTerminated
+)
+
+
 class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
     name = "ContractConfirmationProcessor"
-    interested_in = (
-        CustomerContractRevoked,
-        ContractResigned,
-        CustomerContractReconfirmed,
-        ContractTerminated,
-    )
     state_type = ConfirmationState
 
     def initial(self) -> ConfirmationState:
         return ConfirmationState()
 
-    def interested(self, event: Message) -> Route | None:
+    def interested(self, event: Handled) -> Route | None:
+        """Its annotation is its subscription: `interested_in` is derived from it."""
         if isinstance(event, CustomerContractRevoked):
             return start(event.contract_id)
         if isinstance(event, ContractResigned | CustomerContractReconfirmed | ContractTerminated):
@@ -79,13 +90,14 @@ class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
         match message:
             case CustomerContractRevoked():
                 return [RequestResignature(contract_id=contract_id), *schedule_timers()]
+            case TimerFired(name=Timer.DEADLINE):
+                return [TerminateContract(contract_id=contract_id, reason=DEADLINE_REASON)]
             case TimerFired(name=name):
                 return [timer_command(contract_id, name)]
             case ContractResigned():
+                assert ctx.position is not None
                 return [
-                    ReconfirmContract(
-                        contract_id=contract_id, resigned_position=int(ctx.metadata["position"])
-                    ),
+                    ReconfirmContract(contract_id=contract_id, resigned_position=ctx.position),
                     *(CancelTimer(name) for name in TIMERS),
                 ]
             case CustomerContractReconfirmed() | ContractTerminated():
@@ -94,7 +106,7 @@ class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
 
     def evolve(self, state: ConfirmationState, message: Message) -> ConfirmationState:
         match message:
-            case TimerFired(name=name) if name != DEADLINE:
+            case TimerFired(name=name) if name != Timer.DEADLINE:
                 return ConfirmationState(state.status, state.reminders + 1)
             case ContractResigned():
                 return ConfirmationState("re-signed", state.reminders)

@@ -56,8 +56,8 @@ def revoke_template(contract_id: str, params: dict[str, Any]) -> Command:
 
 class CreditChangeProcessor(ProcessManager[CreditChangeState]):
     name = "CreditChangeProcessor"
-    interested_in = (CustomerCreditRatingChanged,)
     state_type = CreditChangeState
+    starts_batches = ((SOURCE, TEMPLATE),)
 
     def __init__(self, max_in_flight: int = 500, page_size: int = 500) -> None:
         self.max_in_flight = max_in_flight
@@ -66,7 +66,8 @@ class CreditChangeProcessor(ProcessManager[CreditChangeState]):
     def initial(self) -> CreditChangeState:
         return CreditChangeState()
 
-    def interested(self, event: Message) -> Route | None:
+    def interested(self, event: CustomerCreditRatingChanged) -> Route | None:
+        """Routes (and, by its annotation, subscribes to) rating changes only."""
         if isinstance(event, CustomerCreditRatingChanged):
             return start(event.customer_id)
         return None
@@ -81,7 +82,8 @@ class CreditChangeProcessor(ProcessManager[CreditChangeState]):
     def start_batch(
         self, state: CreditChangeState, event: CustomerCreditRatingChanged, ctx: StepContext
     ) -> StartBatch:
-        position = int(ctx.metadata["position"])
+        assert ctx.position is not None, "a rating change is an event: it has a position"
+        position = ctx.position
         return StartBatch(
             batch_id=batch_id_for(event.customer_id, event.change_no),
             source=SOURCE,

@@ -20,7 +20,7 @@ from credit_contracts.domain.messages import (
     CustomerContractRevoked,
 )
 from credit_contracts.views import queries
-from procession import EventInfo, Message, Projection, Store, Tx
+from procession import EventInfo, Message, Projection, Session, Store
 
 NAME = "contracts_by_customer"
 STATUS_AFTER: dict[type[Message], str] = {
@@ -53,16 +53,16 @@ class ContractsByCustomer(Projection):
         for event_type in STATUS_AFTER:
             self.on(event_type, self.status_changed)
 
-    def setup(self, tx: Tx) -> None:
-        tx.sql(q("create_table"))
-        tx.sql(q("create_index"))
-        tx.sql(q("create_status_index"))
+    def setup(self, session: Session) -> None:
+        session.sql(q("create_table"))
+        session.sql(q("create_index"))
+        session.sql(q("create_status_index"))
 
-    def reset(self, tx: Tx) -> None:
-        tx.sql(q("reset"))
+    def reset(self, session: Session) -> None:
+        session.sql(q("reset"))
 
-    def opened(self, tx: Tx, event: ContractOpened, info: EventInfo) -> None:
-        tx.write(
+    def opened(self, session: Session, event: ContractOpened, info: EventInfo) -> None:
+        session.write(
             q("insert"),
             {
                 "contract_id": event.contract_id,
@@ -73,8 +73,8 @@ class ContractsByCustomer(Projection):
             },
         )
 
-    def status_changed(self, tx: Tx, event: Any, info: EventInfo) -> None:
-        tx.write(
+    def status_changed(self, session: Session, event: Any, info: EventInfo) -> None:
+        session.write(
             q("set_status"),
             {
                 "contract_id": event.contract_id,
@@ -85,10 +85,10 @@ class ContractsByCustomer(Projection):
 
 
 def contract_targets(
-    tx: Tx, params: dict[str, Any], fence: int, after: str | None, limit: int
+    session: Session, params: dict[str, Any], fence: int, after: str | None, limit: int
 ) -> list[str]:
     """The target source of a credit-change batch: the customer's contracts at the fence."""
-    rows = tx.sql(
+    rows = session.sql(
         q("targets"),
         {
             "customer_id": params["customer_id"],
@@ -112,12 +112,12 @@ def contracts_of(
     query = "of_customer"
     if status is not None:
         query, params["status"] = "of_customer_with_status", status
-    with store.transaction(write=False) as tx:
-        rows = tx.sql(q(query), params)
+    with store.session() as session:
+        rows = session.sql(q(query), params)
     return [ContractRow(*row) for row in rows]
 
 
 def get_contract(store: Store, contract_id: str) -> ContractRow | None:
-    with store.transaction(write=False) as tx:
-        rows = tx.sql(q("one"), {"contract_id": contract_id})
+    with store.session() as session:
+        rows = session.sql(q("one"), {"contract_id": contract_id})
     return ContractRow(*rows[0]) if rows else None

@@ -10,7 +10,7 @@ from credit_contracts.domain.messages import (
     CustomerRegistered,
 )
 from credit_contracts.views import queries
-from procession import EventInfo, Projection, Store, Tx
+from procession import EventInfo, Projection, Session, Store
 
 NAME = "customer_summary"
 
@@ -48,25 +48,27 @@ class CustomerSummaryView(Projection):
         self.on(CustomerCreditRatingChanged, self.rating_changed)
         self.on(CreditChangeCompleted, self.change_completed)
 
-    def setup(self, tx: Tx) -> None:
-        tx.sql(q("create_customers"))
+    def setup(self, session: Session) -> None:
+        session.sql(q("create_customers"))
 
-    def reset(self, tx: Tx) -> None:
-        tx.sql(q("reset_customers"))
+    def reset(self, session: Session) -> None:
+        session.sql(q("reset_customers"))
 
-    def registered(self, tx: Tx, e: CustomerRegistered, info: EventInfo) -> None:
-        tx.write(
+    def registered(self, session: Session, e: CustomerRegistered, info: EventInfo) -> None:
+        session.write(
             q("insert_customer"), {"customer_id": e.customer_id, "name": e.name, "rating": e.rating}
         )
 
-    def rating_changed(self, tx: Tx, e: CustomerCreditRatingChanged, info: EventInfo) -> None:
-        tx.write(
+    def rating_changed(
+        self, session: Session, e: CustomerCreditRatingChanged, info: EventInfo
+    ) -> None:
+        session.write(
             q("rating_changed"),
             {"customer_id": e.customer_id, "rating": e.new_rating, "change_no": e.change_no},
         )
 
-    def change_completed(self, tx: Tx, e: CreditChangeCompleted, info: EventInfo) -> None:
-        tx.write(
+    def change_completed(self, session: Session, e: CreditChangeCompleted, info: EventInfo) -> None:
+        session.write(
             q("change_completed"),
             {
                 "customer_id": e.customer_id,
@@ -79,13 +81,13 @@ class CustomerSummaryView(Projection):
 
 
 def customer_summary(store: Store, customer_id: str) -> CustomerSummary | None:
-    with store.transaction(write=False) as tx:
-        rows = tx.sql(q("one"), {"customer_id": customer_id})
+    with store.session() as session:
+        rows = session.sql(q("one"), {"customer_id": customer_id})
     return CustomerSummary(*rows[0]) if rows else None
 
 
 def customers(store: Store, after: str | None = None, limit: int = 100) -> list[CustomerSummary]:
     """A page of customers by id, strictly after `after`."""
-    with store.transaction(write=False) as tx:
-        rows = tx.sql(q("page"), {"after": after or "", "limit": limit})
+    with store.session() as session:
+        rows = session.sql(q("page"), {"after": after or "", "limit": limit})
     return [CustomerSummary(*row) for row in rows]

@@ -24,7 +24,7 @@ from credit_contracts.domain.messages import (
 )
 from credit_contracts.processes.contract_confirmation import REMINDER_DAYS
 from credit_contracts.views import queries
-from procession import EventInfo, Message, Projection, Store, Tx
+from procession import EventInfo, Message, Projection, Session, Store
 
 NAME = "timeline"
 
@@ -78,16 +78,16 @@ class Timeline(Projection):
         for event_type in STORY:
             self.on(event_type, self.record)
 
-    def setup(self, tx: Tx) -> None:
-        tx.sql(q("create_table"))
+    def setup(self, session: Session) -> None:
+        session.sql(q("create_table"))
 
-    def reset(self, tx: Tx) -> None:
-        tx.sql(q("reset"))
+    def reset(self, session: Session) -> None:
+        session.sql(q("reset"))
 
-    def record(self, tx: Tx, event: Any, info: EventInfo) -> None:
+    def record(self, session: Session, event: Any, info: EventInfo) -> None:
         command, story = STORY[type(event)]
         meta = info.metadata
-        tx.write(
+        session.write(
             q("insert"),
             {
                 "contract_id": event.contract_id,
@@ -103,6 +103,6 @@ class Timeline(Projection):
 
 
 def timeline(store: Store, contract_id: str) -> list[TimelineEntry]:
-    with store.transaction(write=False) as tx:
-        rows = tx.sql(q("of_contract"), {"contract_id": contract_id})
+    with store.session() as session:
+        rows = session.sql(q("of_contract"), {"contract_id": contract_id})
     return [TimelineEntry(*row) for row in rows]

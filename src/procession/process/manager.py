@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from procession.messages import Command, Message
+from procession.policy import DEFAULT_POLICY, Decision, Failure, RetryPolicy
 from procession.process.effects import Effect
 
 S = TypeVar("S")
@@ -54,24 +54,8 @@ class StepContext:
     message_id: str
     correlation_id: str
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Retry:
-    delay: timedelta
-
-
-@dataclass(frozen=True)
-class Park:
-    pass
-
-
-@dataclass(frozen=True)
-class SkipMessage:
-    pass
-
-
-Policy = Retry | Park | SkipMessage
+    position: int | None = None
+    """The log position of the event being handled (None for a timer or a batch notice)."""
 
 
 class ProcessManager(Generic[S]):
@@ -79,15 +63,22 @@ class ProcessManager(Generic[S]):
 
     name: str = ""
     interested_in: tuple[type[Message], ...] = ()
-    """Event types routed to `interested`; other events are never decoded for this process."""
+    """Event types routed to `interested`; other events are never decoded for this process.
+    Left empty, it is derived from `interested`'s annotation when the app registers it."""
     state_type: type[S] | None = None
     """The type state is decoded into (a msgspec Struct or dataclass); None for plain JSON."""
-    max_attempts: int = 5
+    retry_policy: RetryPolicy = DEFAULT_POLICY
+    starts_batches: tuple[tuple[str, str], ...] = ()
+    """(target source, template) of each batch this process may start: `App.check()`
+    refuses one that is not registered."""
 
     def initial(self) -> S:
         raise NotImplementedError
 
-    def interested(self, event: Message) -> Route | None:
+    def interested(self, event: Any) -> Route | None:
+        """Where an event goes. Annotate `event` with the types it takes (`event: A | B`):
+        an empty `interested_in` is derived from the annotation, and `App.check()` refuses an
+        `interested_in` that omits one of them. Only those types are ever routed here."""
         return None
 
     def handle(self, state: S, message: Message, ctx: StepContext) -> Sequence[Command | Effect]:
@@ -96,8 +87,7 @@ class ProcessManager(Generic[S]):
     def evolve(self, state: S, message: Message) -> S:
         return state
 
-    def on_error(self, error: Exception, message: Message, attempts: int) -> Policy:
-        """Retry with exponential backoff, then park (the instance waits for an operator)."""
-        if attempts >= self.max_attempts:
-            return Park()
-        return Retry(timedelta(seconds=min(2 ** (attempts - 1), 300)))
+    def on_error(self, failure: Failure) -> Decision:
+        """What to do about a failed step: by default `retry_policy` decides (retry with
+        backoff, then park: the instance waits for an operator, every other goes on)."""
+        return self.retry_policy.decide(failure)

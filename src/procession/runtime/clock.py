@@ -12,9 +12,9 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+from procession.store.base import VIRTUAL_TIME_KEY as VIRTUAL_KEY
 from procession.store.base import Store
 
-VIRTUAL_KEY = "virtual_clock"
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 """Where a new virtual clock starts: a fixed instant, so runs are reproducible."""
 
@@ -44,9 +44,13 @@ class VirtualClock:
     """Time that moves only forward and only when advanced; durable when given a store."""
 
     virtual = True
+    EPOCH = EPOCH
+    """Where a new virtual clock starts by default (2030-01-01 UTC)."""
 
     def __init__(self, start: float = EPOCH, store: Store | None = None) -> None:
         self._store = store
+        self.origin = start
+        """The instant this clock started at (a demo counts its days from it)."""
         self._now = start
         if store is not None:
             with store.transaction() as tx:

@@ -17,9 +17,17 @@ from procession.app import App
 from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
 from procession.ids import new_id
 from procession.messages import Command
-from procession.process import batch
+from procession.policy import Failure, Park, Retry, SkipMessage, describe
+from procession.runtime import batches
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Store, Tx, encode_json
+from procession.store.work import (
+    ClaimedCommand,
+    CommandStatus,
+    ItemStatus,
+    KnownCommand,
+)
+from procession.store.work import commands as outbox
 
 RETRIES_ON_CONFLICT = 3
 
@@ -54,7 +62,7 @@ class HandlerRun:
         if cached is not None:
             return cached
         state, version = aggregate.initial, 0
-        registry = self.tx.store.registry
+        registry = self.tx.registry
         if aggregate.snapshot_every:
             snap = self.tx.row("get_snapshot", stream_id=stream_id)
             if snap is not None:
@@ -159,7 +167,7 @@ class CommandBus:
             run = HandlerRun(tx, now, {})
             self.prefetch(run, commands)
             for command in commands:
-                found = tx.row("find_command", command_id=command.command_id)
+                found = outbox.find(tx, command.command_id)
                 if found is not None:
                     results.append(_previous(command.command_id, found))
                     continue
@@ -169,25 +177,19 @@ class CommandBus:
                 results.append(
                     CommandResult(command.command_id, "done", run.events, list(run.streams))
                 )
-                row = message_row(tx.store.registry, command, meta)
-                tx.defer(
-                    "insert_command",
-                    command_id=command.command_id,
-                    status="done",
-                    available_at=now,
-                    **row,
-                )
+                row = message_row(tx.registry, command, meta)
+                outbox.record(tx, command.command_id, CommandStatus.DONE, now, row)
             head = tx.head_position() if any(r.events for r in results) else 0
             results = [
                 r if r.duplicate else msgspec.structs.replace(r, position=head if r.events else 0)
                 for r in results
             ]
-            tx.many(
-                "finish_command",
+            outbox.finish_many(
+                tx,
                 [
                     {
                         "command_id": r.command_id,
-                        "status": "done",
+                        "status": CommandStatus.DONE,
                         "result": encode_json(r),
                         "error": None,
                     }
@@ -203,35 +205,34 @@ class CommandBus:
             return self.run_pending_in(tx, self.now(), limit)
 
     def run_pending_in(self, tx: Tx, now: float, limit: int = 500) -> int:
-        rows = tx.rows("claim_commands", now=now, limit=limit)
-        if rows:
+        claimed = outbox.claim(tx, now, limit)
+        if claimed:
             tx.lock_appends()  # before loading aggregates: their versions are then final
         run = HandlerRun(tx, now, {})
-        registry = tx.store.registry
-        decoded: list[tuple[str, Command, dict[str, Any], int]] = []
-        for command_id, type_, version, data, meta_text, attempts in rows:
+        decoded: list[tuple[ClaimedCommand, Command, dict[str, Any]]] = []
+        for row in claimed:
             try:
-                command = registry.decode(type_, version, data)
+                command = tx.registry.decode(row.type, row.schema_version, row.data)
                 assert isinstance(command, Command)
             except Exception as exc:
-                self._fail(tx, command_id, attempts + 1, exc, now)
+                self._fail(tx, row, None, exc, now)
                 continue
-            decoded.append((command_id, command, load_meta(meta_text), attempts))
-        self.prefetch(run, [command for _, command, _, _ in decoded])
-        for command_id, command, meta, attempts in decoded:
+            decoded.append((row, command, load_meta(row.metadata)))
+        self.prefetch(run, [command for _, command, _ in decoded])
+        for row, command, meta in decoded:
             try:
                 run.events, run.streams = 0, []
                 self._handle(run, command, meta)
             except CommandRejected as exc:
-                self._finish(tx, command_id, meta, "rejected", None, exc)
+                self._finish(tx, row.command_id, meta, CommandStatus.REJECTED, None, exc)
                 continue
             except Exception as exc:
                 run.cache.clear()
-                self._fail(tx, command_id, attempts + 1, exc, now)
+                self._fail(tx, row, command, exc, now, meta)
                 continue
-            result = CommandResult(command_id, "done", run.events, run.streams)
-            self._finish(tx, command_id, meta, "done", result, None)
-        return len(rows)
+            result = CommandResult(row.command_id, "done", run.events, run.streams)
+            self._finish(tx, row.command_id, meta, CommandStatus.DONE, result, None)
+        return len(claimed)
 
     def prefetch(self, run: HandlerRun, commands: list[Command]) -> None:
         """Load every aggregate the batch's commands are routed to, in one query."""
@@ -245,7 +246,7 @@ class CommandBus:
         if not wanted:
             return
         tx = run.tx
-        decode = tx.store.registry.decode
+        decode = tx.registry.decode
         states = {sid: (agg.initial, 0) for sid, agg in wanted.items()}
         ids = tx.store.backend.array_param(sorted(wanted))
         broken: set[str] = set()
@@ -273,50 +274,60 @@ class CommandBus:
         tx: Tx,
         command_id: str,
         meta: dict[str, Any],
-        status: str,
+        status: CommandStatus,
         result: CommandResult | None,
         error: CommandRejected | None,
     ) -> None:
-        tx.defer_any(
-            "finish_command",
-            command_id=command_id,
-            status=status,
-            result=None if result is None else encode_json(result),
-            error=None if error is None else str(error),
+        outbox.finish(
+            tx,
+            command_id,
+            status,
+            None if result is None else encode_json(result),
+            None if error is None else str(error),
         )
         if "batch_id" in meta:
-            outcome = "skipped" if isinstance(error, Skipped) else "failed"
-            batch.ack_item(
+            outcome = ItemStatus.SKIPPED if isinstance(error, Skipped) else ItemStatus.FAILED
+            batches.ack_item(
                 tx, meta, outcome if error else None, str(error) if error else None, self.now()
             )
 
-    def _fail(self, tx: Tx, command_id: str, attempts: int, exc: Exception, now: float) -> None:
-        """An unexpected error: retry with backoff, park after five attempts."""
-        parked = attempts >= 5
-        tx.defer_any(
-            "retry_command",
-            command_id=command_id,
-            error=f"{type(exc).__name__}: {exc}",
-            available_at=now + min(2 ** (attempts - 1), 300),
-            status="parked" if parked else "pending",
+    def _fail(
+        self,
+        tx: Tx,
+        row: ClaimedCommand,
+        command: Command | None,
+        exc: Exception,
+        now: float,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """An unexpected error: the command type's `on_error` decides (by default retry with
+        backoff, then park). One that cannot be decoded parks at once."""
+        failure = Failure(
+            error=exc,
+            attempt=row.attempts + 1,
+            first_failed_at=row.first_failed_at or now,
+            message=command,
+            subject=f"command:{row.type}",
+        )
+        decision = Park() if command is None else self.app.command_policy(type(command))(failure)
+        if isinstance(decision, SkipMessage):
+            outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, describe(exc))
+            if meta is not None and "batch_id" in meta:
+                batches.ack_item(tx, meta, ItemStatus.SKIPPED, describe(exc), now)
+            return
+        delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
+        outbox.failed(
+            tx,
+            row.command_id,
+            describe(exc),
+            parked=isinstance(decision, Park),
+            retry_at=now + delay,
+            now=now,
         )
 
 
-def _previous(command_id: str, found: tuple[Any, ...]) -> CommandResult:
-    status, result, error, _type = found
-    if result:
-        previous = msgspec.json.decode(result, type=CommandResult)
+def _previous(command_id: str, found: KnownCommand) -> CommandResult:
+    if found.result:
+        previous = msgspec.json.decode(found.result, type=CommandResult)
         return msgspec.structs.replace(previous, duplicate=True)
-    return CommandResult(command_id, status, duplicate=True, error=error)
-
-
-def enqueue(tx: Tx, command: Command, meta: dict[str, Any], available_at: float) -> None:
-    """Put a command in the outbox (a duplicate command_id is ignored)."""
-    row = message_row(tx.store.registry, command, meta)
-    tx.defer_any(
-        "insert_command",
-        command_id=command.command_id,
-        status="pending",
-        available_at=available_at,
-        **row,
-    )
+    return CommandResult(command_id, found.status, duplicate=True, error=found.error)

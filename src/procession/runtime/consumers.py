@@ -5,50 +5,147 @@ so a rebuilt projection simply starts behind the others and catches up; in the s
 they all sit at the same position and a page is read and decoded once, not once per reader.
 On PostgreSQL each consumer is a singleton (a transaction-scoped advisory lock): with many
 workers, whoever holds it feeds it, and the others skip it.
+
+A failure stops one consumer at one event: its writes for the page are undone, the events
+before the failing one are applied again and checkpointed, and its `on_error` decides (retry
+later, park, or skip the event). The router and the other consumers go on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
 
-from procession.projection import Projection
-from procession.runtime.projector import Projector, checkpoint_name
+from procession.app import App
+from procession.messages import Message
+from procession.policy import DEFAULT_POLICY, Failure, OnError, Retry, SkipMessage, describe
+from procession.runtime.projector import FailedAt, Projector, checkpoint_name
 from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
 from procession.store.base import Tx
+from procession.store.records import RawEvent
+from procession.store.work import ConsumerFailure, consumers
 
-Apply = Callable[[Tx, list[tuple[Any, ...]], float], None]
+Apply = Callable[[Tx, list[RawEvent], float], None]
+log = logging.getLogger("procession")
+
+
+class Consumer:
+    def __init__(self, name: str, apply: Apply, on_error: OnError) -> None:
+        self.name = name
+        self.apply = apply
+        self.on_error = on_error
 
 
 class LogConsumers:
-    def __init__(self, router: Router, projector: Projector) -> None:
-        self.consumers: dict[str, Apply] = {}
-        for name, projection in projector.app.projections.items():
-            self.consumers[checkpoint_name(name)] = _feed(projector, projection)
-        self.consumers[ROUTER] = router.apply
+    def __init__(self, app: App, router: Router, projector: Projector) -> None:
+        self.consumers: dict[str, Consumer] = {}
+        for name, projection in app.projections.items():
+            key = checkpoint_name(name)
+
+            def apply(tx: Tx, rows: list[RawEvent], now: float, p: object = projection) -> None:
+                projector.apply(tx, p, rows)  # type: ignore[arg-type]
+
+            self.consumers[key] = Consumer(key, apply, projection.on_error)
+        self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide)
+        self.registry = app.messages
 
     def run(self, tx: Tx, now: float, only: set[str] | None = None, limit: int = 1000) -> int:
         """Feed the next page to every consumer (or those in `only`); the rows consumed."""
-        names = [n for n in self.consumers if only is None or n in only]
+        failures = consumers.failures(tx)
+        names = [
+            n
+            for n in self.consumers
+            if (only is None or n in only) and not _waiting(failures.get(n), now)
+        ]
         mine = [n for n in names if tx.try_singleton(n)]
         if not mine:
             return 0
-        saved: dict[str, int] = dict(tx.rows("all_checkpoints"))
-        checkpoints = {n: int(saved.get(n, 0)) for n in mine}
+        saved = consumers.checkpoints(tx)
+        checkpoints = {n: saved.get(n, 0) for n in mine}
         rows = tx.read_all_raw(min(checkpoints.values()) + 1, limit)
         fed = 0
         for name in mine:
             todo = [r for r in rows if r[0] > checkpoints[name]]
             if todo:
-                self.consumers[name](tx, todo, now)
-                tx.set_checkpoint(name, todo[-1][0])
-                fed = max(fed, len(todo))
+                fed = max(fed, self.feed(tx, self.consumers[name], todo, failures.get(name), now))
         return fed
 
+    def feed(
+        self,
+        tx: Tx,
+        consumer: Consumer,
+        rows: list[RawEvent],
+        previous: ConsumerFailure | None,
+        now: float,
+    ) -> int:
+        try:
+            with tx.savepoint():
+                consumer.apply(tx, rows, now)
+        except FailedAt as failed:
+            self.failed(tx, consumer, rows, failed, previous, now)
+            return failed.index or 1
+        tx.set_checkpoint(consumer.name, rows[-1][0])
+        if previous is not None:
+            consumers.clear_failure(tx, consumer.name)
+        return len(rows)
 
-def _feed(projector: Projector, projection: Projection) -> Apply:
-    def apply(tx: Tx, rows: list[tuple[Any, ...]], now: float) -> None:
-        projector.apply(tx, projection, rows)
+    def failed(
+        self,
+        tx: Tx,
+        consumer: Consumer,
+        rows: list[RawEvent],
+        failed: FailedAt,
+        previous: ConsumerFailure | None,
+        now: float,
+    ) -> None:
+        """Keep what came before the failing event, then let the policy decide."""
+        before = rows[: failed.index]
+        if before:
+            with tx.savepoint():
+                consumer.apply(tx, before, now)
+            tx.set_checkpoint(consumer.name, before[-1][0])
+        same = previous is not None and previous.position == failed.position
+        failure = Failure(
+            error=failed.error,
+            attempt=previous.attempts + 1 if same and previous else 1,
+            first_failed_at=previous.first_failed_at if same and previous else now,
+            last_error=previous.error if same and previous else None,
+            message=self.decoded(rows[failed.index]),
+            subject=consumer.name,
+        )
+        decision = consumer.on_error(failure)
+        log.warning(
+            "%s failed at position %d (attempt %d): %s",
+            consumer.name,
+            failed.position,
+            failure.attempt,
+            describe(failed.error),
+        )
+        if isinstance(decision, SkipMessage):
+            tx.set_checkpoint(consumer.name, failed.position)
+            consumers.clear_failure(tx, consumer.name)
+            return
+        delay = decision.delay if isinstance(decision, Retry) else timedelta()
+        consumers.record_failure(
+            tx,
+            consumer.name,
+            failed.position,
+            failure.attempt,
+            describe(failed.error),
+            parked=not isinstance(decision, Retry),
+            until=now + delay.total_seconds(),
+            now=failure.first_failed_at,
+        )
 
-    return apply
+    def decoded(self, row: RawEvent) -> Message | None:
+        try:
+            return self.registry.decode(row[3], row[4], row[5])
+        except Exception:
+            return None
+
+
+def _waiting(failure: ConsumerFailure | None, now: float) -> bool:
+    """A consumer parked, or waiting out a retry, is not fed this round."""
+    return failure is not None and (bool(failure.parked) or failure.until > now)

@@ -1,85 +1,126 @@
-"""Operator actions on a store: status, parked messages, retry and skip."""
+"""Operator actions on a store: status, parked work, retry, skip and rewind.
+
+They act on the store's own time (`Store.now`: its virtual clock's if it runs on one), so a
+retry on a virtual-time store is due at once, not decades away.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from procession.process import batch
+from procession.errors import ProcessionError
+from procession.runtime.batches import ack_item
 from procession.runtime.envelope import load_meta
 from procession.store.base import Store
+from procession.store.work import ItemStatus, commands, consumers, instances, timers
 
 
 def status(store: Store) -> dict[str, Any]:
     with store.transaction(write=False) as tx:
-        rows = tx.sql("SELECT name, position FROM checkpoints ORDER BY name")
-        checkpoints: dict[str, int] = dict(rows)
+        failures = consumers.failures(tx)
         return {
             "backend": store.backend.name,
             "head": tx.head_position(),
-            "checkpoints": checkpoints,
-            "inbox": tx.sql("SELECT COUNT(*) FROM inbox")[0][0],
-            "commands_pending": tx.sql("SELECT COUNT(*) FROM commands WHERE status = 'pending'")[0][
-                0
-            ],
-            "timers": tx.sql("SELECT COUNT(*) FROM timers")[0][0],
-            "parked": len(tx.rows("parked_inbox")) + len(tx.rows("parked_commands")),
+            "checkpoints": dict(sorted(consumers.checkpoints(tx).items())),
+            "inbox": instances.count(tx),
+            "commands_pending": commands.count_pending(tx),
+            "timers": timers.count(tx),
+            "parked": len(instances.parked(tx))
+            + len(commands.parked(tx))
+            + sum(1 for f in failures.values() if f.parked),
         }
 
 
 def parked(store: Store) -> list[dict[str, Any]]:
-    """Every parked delivery and command: what, where, how often tried, and why it failed."""
+    """Every parked delivery, command and log consumer: what, where, how often tried, why."""
     with store.transaction(write=False) as tx:
         deliveries = [
             {
                 "kind": "delivery",
-                "id": str(r[0]),
-                "process": r[1],
-                "instance_id": r[2],
-                "type": r[3],
-                "attempts": r[6],
-                "error": r[7],
+                "id": str(d.id),
+                "process": d.process,
+                "instance_id": d.instance_id,
+                "type": d.type,
+                "attempts": d.attempts,
+                "error": d.error,
             }
-            for r in tx.rows("parked_inbox")
+            for d in instances.parked(tx)
         ]
-        commands = [
-            {"kind": "command", "id": r[0], "type": r[1], "attempts": r[4], "error": r[5]}
-            for r in tx.rows("parked_commands")
+        parked_commands = [
+            {
+                "kind": "command",
+                "id": c.command_id,
+                "type": c.type,
+                "attempts": c.attempts,
+                "error": c.error,
+            }
+            for c in commands.parked(tx)
         ]
-    return deliveries + commands
+        parked_consumers = [
+            {
+                "kind": "projection" if f.name.startswith("projection:") else "consumer",
+                "id": f.name,
+                "position": f.position,
+                "attempts": f.attempts,
+                "error": f.error,
+            }
+            for f in consumers.failures(tx).values()
+            if f.parked
+        ]
+    return deliveries + parked_commands + parked_consumers
+
+
+def _is_consumer(item_id: str) -> bool:
+    return item_id == "router" or item_id.startswith("projection:")
 
 
 def retry(store: Store, item_id: str) -> bool:
+    """Put a parked delivery, command or consumer back to work at once."""
     now = store.now()
     with store.transaction() as tx:
         if item_id.isdigit():
-            row = tx.sql(
-                "SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1",
-                {"id": int(item_id)},
-            )
-            if not row or not tx.run("unpark_inbox", id=int(item_id), now=now):
-                return False
-            tx.run("resume_instance", process=row[0][0], instance_id=row[0][1], now=now)
-            tx.run("unblock_instance", process=row[0][0], instance_id=row[0][1])
-            return True
-        return tx.run("unpark_command", command_id=item_id, now=now) == 1
+            return instances.retry_parked(tx, int(item_id), now)
+        if _is_consumer(item_id):
+            return consumers.clear_failure_now(tx, item_id) == 1
+        return commands.retry_parked(tx, item_id, now)
 
 
 def skip(store: Store, item_id: str) -> bool:
+    """Drop parked work for good: a delivery or command is discarded (its instance goes on,
+    its batch item is skipped); a consumer moves past the event it failed on."""
     now = store.now()
     with store.transaction() as tx:
         if item_id.isdigit():
-            row = tx.sql(
-                "SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1",
-                {"id": int(item_id)},
-            )
-            if not row or not tx.run("skip_inbox", id=int(item_id)):
+            return instances.skip_parked(tx, int(item_id), now)
+        if _is_consumer(item_id):
+            failure = consumers.failures(tx).get(item_id)
+            if failure is None or not failure.parked:
                 return False
-            tx.run("resume_instance", process=row[0][0], instance_id=row[0][1], now=now)
-            tx.run("unblock_instance", process=row[0][0], instance_id=row[0][1])
-            return True
-        if tx.run("skip_command", command_id=item_id) != 1:
+            consumers.rewind(tx, item_id, failure.position)
+            return consumers.clear_failure_now(tx, item_id) == 1
+        if not commands.skip_parked(tx, item_id):
             return False
-        meta = load_meta(tx.scalar("command_metadata", command_id=item_id))
+        meta = load_meta(commands.metadata(tx, item_id) or "{}")
         if "batch_id" in meta:  # its batch item will never be acknowledged otherwise
-            batch.ack_item(tx, meta, "skipped", "skipped by an operator", now)
+            ack_item(tx, meta, ItemStatus.SKIPPED, "skipped by an operator", now)
         return True
+
+
+def rewind(store: Store, consumer: str, to_position: int) -> int:
+    """Set a log consumer's checkpoint: it next reads the events after `to_position` (a
+    projection replays them; the router re-routes them, and instances drop what they have
+    already handled). Returns the position it was at."""
+    if to_position < 0:
+        raise ProcessionError(f"cannot rewind to a negative position ({to_position})")
+    with store.transaction() as tx:
+        tx.wait_singleton(consumer)  # no worker is feeding it meanwhile
+        known = consumers.checkpoints(tx)
+        if consumer not in known and not _is_consumer(consumer):
+            names = ", ".join(sorted(known)) or "none yet"
+            raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
+        head = tx.head_position()
+        if to_position > head:
+            raise ProcessionError(f"position {to_position} is beyond the log's head ({head})")
+        consumers.rewind(tx, consumer, to_position)
+        consumers.clear_failure(tx, consumer)
+        return known.get(consumer, 0)

@@ -1,17 +1,26 @@
-"""Catching projections up with the log, page by page, rows and checkpoint in one transaction."""
+"""Applying pages of the log to projections, through a session (never the engine's Tx)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from procession.app import App
 from procession.projection import EventInfo, Projection
 from procession.runtime.envelope import load_meta
 from procession.store.base import Store, Tx
+from procession.store.records import RawEvent
 
 
 def checkpoint_name(projection: str) -> str:
     return f"projection:{projection}"
+
+
+class FailedAt(Exception):
+    """A log consumer failed on the event at `position` (the cause is `__cause__`)."""
+
+    def __init__(self, position: int, index: int, error: Exception) -> None:
+        super().__init__(f"at position {position}: {error}")
+        self.position = position
+        self.index = index
+        self.error = error
 
 
 class Projector:
@@ -24,32 +33,29 @@ class Projector:
 
     def setup(self, store: Store) -> None:
         with store.transaction() as tx:
-            tx.run("wait_singleton", name="projection-setup")  # workers starting together
+            tx.wait_singleton("projection-setup")  # workers starting together
             for projection in self.app.projections.values():
-                projection.setup(tx)
+                projection.setup(tx.session)
 
-    def run(self, tx: Tx, projection: Projection, limit: int = 1000) -> int:
-        """Apply the next page of events to one projection; return how many were read."""
-        key = checkpoint_name(projection.name)
-        if not tx.try_singleton(key):
-            return 0
-        rows = tx.read_all_raw(tx.checkpoint(key) + 1, limit)
-        self.apply(tx, projection, rows)
-        if rows:
-            tx.set_checkpoint(key, rows[-1][0])
-        return len(rows)
-
-    def apply(self, tx: Tx, projection: Projection, rows: list[tuple[Any, ...]]) -> None:
+    def apply(self, tx: Tx, projection: Projection, rows: list[RawEvent]) -> None:
+        """Apply rows in order; a failure is raised as `FailedAt` naming its event."""
         wanted = self.names[projection.name]
-        registry = tx.store.registry
-        for position, stream_id, version, type_, schema_version, data, meta in rows:
-            if type_ in wanted:
+        registry = tx.registry
+        session = tx.session
+        for index, (position, stream_id, version, type_, schema_version, data, meta) in enumerate(
+            rows
+        ):
+            if type_ not in wanted:
+                continue
+            try:
                 event = registry.decode(type_, schema_version, data)
                 projection.handle(
-                    tx, event, EventInfo(position, stream_id, version, load_meta(meta))
+                    session, event, EventInfo(position, stream_id, version, load_meta(meta))
                 )
+            except Exception as exc:
+                raise FailedAt(position, index, exc) from exc
 
     def reset(self, tx: Tx, projection: Projection) -> None:
         """Empty a projection and rewind it to the start of the log (a full rebuild follows)."""
-        projection.reset(tx)
+        projection.reset(tx.session)
         tx.run("delete_checkpoint", name=checkpoint_name(projection.name))

@@ -11,11 +11,12 @@ from typing import Any
 
 from procession.app import App
 from procession.messages import Message
-from procession.process import batch
-from procession.process.inbox import deliver_rows
 from procession.process.manager import ProcessManager
 from procession.runtime.envelope import load_meta
+from procession.runtime.projector import FailedAt
 from procession.store.base import Tx, encode_json
+from procession.store.records import RawEvent
+from procession.store.work import ItemStatus, Routing, batches, instances
 
 CHECKPOINT = "router"
 
@@ -30,20 +31,23 @@ class Router:
         wanted = set(self.by_type) | set(app.outcomes)
         self.names = {app.messages.type_of_class(t).name for t in wanted}
 
-    def apply(self, tx: Tx, rows: list[tuple[Any, ...]], now: float) -> None:
+    def apply(self, tx: Tx, rows: list[RawEvent], now: float) -> None:
         """Route a page of the log (the caller moves the checkpoint in the same transaction)."""
         deliveries: list[dict[str, Any]] = []
-        for row in rows:
+        for index, row in enumerate(rows):
             if row[3] in self.names:
-                self.route(tx, row, deliveries, now)
-        deliver_rows(tx, deliveries, now)
+                try:
+                    self.route(tx, row, deliveries, now)
+                except Exception as exc:
+                    raise FailedAt(row[0], index, exc) from exc
+        instances.deliver(tx, deliveries, now)
 
-    def route(self, tx: Tx, row: tuple[Any, ...], out: list[dict[str, Any]], now: float) -> None:
+    def route(self, tx: Tx, row: RawEvent, out: list[dict[str, Any]], now: float) -> None:
         position, stream_id, _version, type_, schema_version, data, meta_text = row
-        event = tx.store.registry.decode(type_, schema_version, data)
+        event = tx.registry.decode(type_, schema_version, data)
         rule = self.app.outcomes.get(type(event))
         if rule is not None:
-            batch.finish_target(tx, rule.target(event), rule.outcome, type_, now)
+            batches.finish_awaiting(tx, rule.target(event), ItemStatus(rule.outcome), type_, now)
         processes = self.by_type.get(type(event))
         if not processes:
             return
@@ -59,11 +63,10 @@ class Router:
                     {
                         "process": process.name,
                         "instance_id": instance_id,
-                        "routing": route.kind,
+                        "routing": Routing(route.kind),
                         "type": type_,
                         "schema_version": schema_version,
                         "data": data,
                         "metadata": meta_json,
-                        "available_at": now,
                     }
                 )

@@ -13,15 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from procession.app import App
+from procession.errors import ProcessionError
+from procession.limits import Limits
 from procession.messages import Command
-from procession.process import batch
-from procession.process.batch import BatchProgress, BatchWorker
+from procession.policy import describe
+from procession.process.batch import BatchProgress
+from procession.runtime import batches, operations
+from procession.runtime.batches import BatchWorker
 from procession.runtime.clock import Clock, SystemClock
 from procession.runtime.commands import CommandBus, CommandResult
 from procession.runtime.consumers import LogConsumers
@@ -31,24 +34,10 @@ from procession.runtime.router import Router
 from procession.runtime.steps import StepRunner
 from procession.runtime.timers import fire_due
 from procession.store.base import Store, Tx
+from procession.store.work import batches as work_batches
+from procession.store.work import commands, consumers, instances, timers
 
-
-@dataclass(frozen=True)
-class Limits:
-    """How much work one transaction of each stage takes on.
-
-    Bigger batches pay Python's and the database's per-transaction costs less often; on
-    PostgreSQL they also hold claims and the append lock longer while other workers wait.
-    """
-
-    log_page: int = 1000
-    instances: int = 200
-    commands: int = 500
-    timers: int = 1000
-
-
-SQLITE_LIMITS = Limits(log_page=4000, instances=1000, commands=2000, timers=4000)
-"""One process owns a SQLite store: nobody waits for its locks, so take big bites."""
+__all__ = ["Limits", "RunStats", "Runtime"]
 
 
 log = logging.getLogger("procession")
@@ -82,24 +71,25 @@ class Runtime:
         skip: frozenset[str] = frozenset(),
         limits: Limits | None = None,
     ) -> None:
-        """`skip` names stages not to run here (e.g. {"commands"} in a process test)."""
-        if limits is None:
-            limits = SQLITE_LIMITS if store.backend.single_process else Limits()
-        self.limits = limits
-        self._maintain_at = time.monotonic() + MAINTAIN_EVERY
+        """`skip` names stages not to run here (e.g. {"commands"} in a process test).
+
+        The store given is left as it is: the runtime works through a view of it with the
+        app's message registry and this clock (`Store.using`).
+        """
         app.check()
+        self.coordination = store.backend.coordination
+        self.limits = limits = limits or self.coordination.limits
+        self._maintain_at = time.monotonic() + MAINTAIN_EVERY
         self.app = app
-        self.store = store
         self.clock = clock or SystemClock()
-        store.registry = app.messages
-        store.now = self.clock.now
+        self.store = store = store.using(registry=app.messages, now=self.clock.now)
         self.commands = CommandBus(app, store, self.clock.now)
         self.router = Router(app)
         self.projector = Projector(app)
         self.steps = StepRunner(app)
         self.batch_worker = BatchWorker(app)
         self.projector.setup(store)
-        self.log = LogConsumers(self.router, self.projector)
+        self.log = LogConsumers(app, self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
             ("log", lambda tx, now: self.log.run(tx, now, limit=limits.log_page)),
             ("processes", lambda tx, now: self.steps.run(tx, now, limit=limits.instances)),
@@ -131,15 +121,13 @@ class Runtime:
     def run_once(self) -> int:
         """One round of every stage; the work done.
 
-        On PostgreSQL each stage is its own transaction, so that claims and the append lock
-        are held briefly while other workers run. A SQLite store has one process and one
-        writer: the whole round is one transaction (the stages' transactions nest in it),
-        which spares a commit per stage.
+        Each stage is a transaction; the backend's coordination says what a round is around
+        them: nothing on PostgreSQL (stages commit on their own, so claims and the append lock
+        are held briefly while other workers run), one transaction on SQLite (one process, one
+        writer: the stages join it, which spares a commit per stage).
         """
         self.clock.sync()
-        if not self.store.backend.single_process:
-            return self._stages()
-        with self.store.transaction():
+        with self.coordination.round(self.store):
             return self._stages()
 
     def _stages(self) -> int:
@@ -189,10 +177,10 @@ class Runtime:
     def _round(self) -> int:
         if time.monotonic() >= self._maintain_at:
             self._maintain_at = time.monotonic() + MAINTAIN_EVERY
-            self.store.backend.maintain()
-        if not self.clock.virtual or self.store.backend.single_process:
+            self.coordination.maintain()
+        if not self.clock.virtual:
             return self.run_once()
-        with self.store.backend.shared_round():  # virtual time shared with other workers
+        with self.coordination.shared_round():  # virtual time shared with other workers
             return self.run_once()
 
     def _advance_when_quiet(self, until: float | None = None) -> str:
@@ -203,10 +191,10 @@ class Runtime:
         Returns "moved", "work" (the round alone found some), "busy" (another worker is in a
         round) or "idle" (nothing is due at any time, or before `until`).
         """
-        with self.store.backend.exclusive_round() as alone:
+        with self.coordination.exclusive_round() as alone:
             if not alone:
                 return "busy"
-            if not self.store.backend.single_process and self.run_once():
+            if self.run_once():
                 return "work"
             due = self.next_due()
             if until is not None and (due is None or due > until):
@@ -245,21 +233,31 @@ class Runtime:
     def run_forever(
         self, stop: threading.Event, idle_sleep: float = 0.05, max_sleep: float = 1.0
     ) -> None:
-        """The worker loop: work while there is work, back off while idle, stop when told."""
+        """The worker loop: work while there is work, back off while idle, stop when told.
+
+        Nothing but `stop` ends it: a failed round or clock move (the database restarted,
+        a connection was terminated or refused) is logged, backed off and tried again.
+        """
         sleep = idle_sleep
+        failures = 0
         with bulk_gc():
             while not stop.is_set():
                 try:
-                    worked = self._round()
-                except Exception:  # the database went away, a projection failed, ...
-                    log.exception("worker round failed; retrying in %.1f s", max_sleep)
-                    stop.wait(max_sleep)
+                    outcome = self._work_or_wait()
+                except Exception as exc:
+                    failures += 1
+                    delay = min(idle_sleep * 2**failures, max_sleep * 5)
+                    log.error(
+                        "worker round failed (%d in a row), retrying in %.2f s: %s",
+                        failures,
+                        delay,
+                        describe(exc),
+                    )
+                    stop.wait(delay)
                     continue
-                if worked:
+                failures = 0
+                if outcome in ("worked", "moved", "work"):
                     sleep = idle_sleep
-                    continue
-                outcome = self._advance_when_quiet() if self.clock.virtual else "idle"
-                if outcome in ("moved", "work"):
                     continue
                 if outcome == "busy":  # another worker is in a round: look again shortly
                     stop.wait(idle_sleep)
@@ -267,91 +265,129 @@ class Runtime:
                 stop.wait(sleep)
                 sleep = min(sleep * 2, max_sleep)
 
+    def _work_or_wait(self) -> str:
+        """One round; if it found nothing, try to move a virtual clock. What happened."""
+        if self._round():
+            return "worked"
+        return self._advance_when_quiet() if self.clock.virtual else "idle"
+
     def quiescent(self) -> bool:
         """Nothing is ready now and nothing is due later, for every worker of the store.
 
-        For supervisors and tests that must know a run is over. On PostgreSQL with virtual
-        time it holds the round gate, so no worker is half way through a round; the answer
-        comes from one snapshot.
+        Parked work (a delivery, a command, a consumer) waits for an operator: it is not
+        work. For supervisors and tests that must know a run is over. On PostgreSQL with
+        virtual time it holds the round gate, so no worker is half way through a round; the
+        answer comes from one snapshot.
         """
-        with self.store.backend.exclusive_round() as alone:
+        with self.coordination.exclusive_round() as alone:
             if not alone:
                 return False
             with self.store.transaction(write=False) as tx:
                 tx.snapshot()
                 head = tx.head_position()
-                saved: dict[str, int] = dict(tx.rows("all_checkpoints"))
-                if any(saved.get(name, 0) < head for name in self.log.consumers):
-                    return False
-                if batch.has_work(tx):
+                saved = consumers.checkpoints(tx)
+                failures = consumers.failures(tx)
+                behind = [
+                    name
+                    for name in self.log.consumers
+                    if saved.get(name, 0) < head
+                    and not (name in failures and failures[name].parked)
+                ]
+                if behind or batches.has_work(tx):
                     return False
                 now = self.clock.now()
-                busy = (
-                    tx.row("ready_inbox", now=now),
-                    tx.scalar("next_inbox_due", now=now),
-                    tx.row("pending_commands"),
-                    tx.row("any_timer"),
+                return not (
+                    instances.ready(tx, now)
+                    or instances.next_due(tx, now) is not None
+                    or commands.any_pending(tx)
+                    or timers.any_set(tx)
                 )
-            return all(found is None for found in busy)
 
     def next_due(self) -> float | None:
-        """The earliest time a timer, a retried delivery or a retried command becomes due."""
+        """The earliest time a timer, a retried delivery, command or consumer becomes due."""
         now = self.clock.now()
         with self.store.transaction(write=False) as tx:
             dues = [
-                tx.scalar(q, now=now)
-                for q in ("next_timer_due", "next_inbox_due", "next_command_due")
+                timers.next_due(tx, now),
+                instances.next_due(tx, now),
+                commands.next_due(tx, now),
+                consumers.next_due(tx, now),
             ]
-        later = [float(d) for d in dues if d is not None]
+        later = [d for d in dues if d is not None]
         return min(later) if later else None
 
     # -- read side -----------------------------------------------------------------------------
 
     def wait_for(self, position: int, timeout: float = 30.0) -> None:
-        """Block until every projection has processed the log up to `position`."""
+        """Block until every projection has processed the log up to `position`.
+
+        Raises `ProcessionError` at once if a projection is parked before it gets there.
+        """
         deadline = time.monotonic() + timeout
         while True:
             with self.store.transaction() as tx:
-                behind = [
-                    p
-                    for name, p in self.app.projections.items()
-                    if tx.checkpoint(checkpoint_name(name)) < position
+                saved = consumers.checkpoints(tx)
+                behind = {
+                    checkpoint_name(name)
+                    for name in self.app.projections
+                    if saved.get(checkpoint_name(name), 0) < position
+                }
+                if behind:
+                    self.log.run(tx, self.clock.now(), only=behind, limit=self.limits.log_page)
+                parked = [
+                    f for name, f in consumers.failures(tx).items() if name in behind and f.parked
                 ]
-                for projection in behind:
-                    self.projector.run(tx, projection)
+            if parked:
+                f = parked[0]
+                raise ProcessionError(
+                    f"{f.name} is parked at position {f.position} ({f.error}): "
+                    "see `procession parked`"
+                )
             if not behind:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"projections did not reach position {position}")
-            time.sleep(0.01)  # another worker holds them: let it work
+            time.sleep(0.01)  # another worker holds them, or they read on: go on
 
     def rebuild(self, projection: str) -> int:
         """Empty a projection and replay the whole log into it; return events read."""
         target = self.app.projections[projection]
         key = checkpoint_name(projection)
         with self.store.transaction() as tx:
-            tx.run("wait_singleton", name=key)  # no worker is feeding it meanwhile
+            tx.wait_singleton(key)  # no worker is feeding it meanwhile
             self.projector.reset(tx, target)
-            target.setup(tx)
+            target.setup(tx.session)
+            consumers.clear_failure(tx, key)
         read = 0
         while True:
             with self.store.transaction() as tx:
-                tx.run("wait_singleton", name=key)
-                n = self.projector.run(tx, target)
+                tx.wait_singleton(key)
+                n = self.log.run(tx, self.clock.now(), only={key}, limit=self.limits.log_page)
             read += n
             if n == 0:
                 return read
 
+    def rewind(self, consumer: str, to_position: int) -> int:
+        """Move a log consumer (`router`, `projection:<name>`, or a projection's name) back
+        or forth: it next reads the events after `to_position`. Returns where it was."""
+        if consumer in self.app.projections:
+            consumer = checkpoint_name(consumer)
+        if consumer not in self.log.consumers:
+            names = ", ".join(sorted(self.log.consumers))
+            raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
+        return operations.rewind(self.store, consumer, to_position)
+
     def batches(self, limit: int = 100) -> list[BatchProgress]:
         """The newest batches first, with their progress."""
         with self.store.transaction(write=False) as tx:
-            ids = [r[0] for r in tx.rows("list_batches", limit=limit)]
-            found = [batch.progress(tx, batch_id) for batch_id in ids]
+            found = [
+                batches.progress(tx, batch_id) for batch_id in work_batches.newest_ids(tx, limit)
+            ]
         return [p for p in found if p is not None]
 
     def progress(self, batch_id: str) -> BatchProgress | None:
         with self.store.transaction(write=False) as tx:
-            return batch.progress(tx, batch_id)
+            return batches.progress(tx, batch_id)
 
     def checkpoints(self) -> dict[str, Any]:
         with self.store.transaction(write=False) as tx:

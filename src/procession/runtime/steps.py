@@ -17,7 +17,7 @@ from procession.app import App
 from procession.errors import ProcessError
 from procession.ids import derived_id
 from procession.messages import Command, Message
-from procession.process import batch
+from procession.policy import Failure, Park, Retry, describe
 from procession.process.effects import (
     CancelBatch,
     CancelTimer,
@@ -26,12 +26,21 @@ from procession.process.effects import (
     StartBatch,
     TimerFired,
 )
-from procession.process.manager import Park, ProcessManager, Retry, StepContext
-from procession.runtime.commands import enqueue
+from procession.process.manager import ProcessManager, StepContext
+from procession.runtime import batches
 from procession.runtime.envelope import load_meta, message_row, message_time, metadata
 from procession.store.base import Tx, encode_json
+from procession.store.work import (
+    ClaimedInstance,
+    CommandStatus,
+    Delivery,
+    InstanceStatus,
+    Routing,
+    commands,
+    instances,
+    timers,
+)
 
-RUNNING = "active"
 SEEN_KEPT = 32
 """Ids of recent non-event messages (timers, batch completions) kept for deduplication."""
 
@@ -52,6 +61,10 @@ class Instance:
     was_waiting: float = 0.0
     changed: bool = False
     parked: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.process.name, self.instance_id)
 
     def fields(self) -> tuple[Any, ...]:
         return (
@@ -104,45 +117,51 @@ class StepRunner:
         self.app = app
 
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
-        tx.run("claim_plan")
-        claimed = tx.rows("claim_instances", now=now, limit=limit, scan=limit * 8)
-        inboxes = self.inboxes(tx, [(r[0], r[1]) for r in claimed])
+        claimed = instances.claim(tx, now, limit)
+        inboxes = instances.deliveries_of(tx, [(c.process, c.instance_id) for c in claimed])
         steps = 0
-        for name, instance_id, status, state_text, version, position, seen, timers, wait in claimed:
-            process = self.app.processes.get(name)
+        for row in claimed:
+            process = self.app.processes.get(row.process)
             if process is None:
                 continue  # a process this app does not run (another app shares the store)
-            rows = inboxes.get((name, instance_id), [])
-            inst = Instance(process, instance_id, status, None, version, position, [])
-            inst.wait_until = inst.was_waiting = float(wait)
+            deliveries = inboxes.get((row.process, row.instance_id), [])
+            inst = Instance(
+                process, row.instance_id, row.status, None, row.version, row.last_position, []
+            )
+            inst.wait_until = inst.was_waiting = float(row.wait_until)
             try:
-                inst.state = None if state_text is None else self.decode_state(process, state_text)
-                inst.seen = [] if not seen else msgspec.json.decode(seen)
-                inst.timers = {} if not timers else msgspec.json.decode(timers)
+                self.load_state(inst, row)
             except Exception as exc:  # e.g. a state shape changed without a migration
-                if rows:  # park it with the error; its stored state stays as it is
-                    self.failed(tx, inst, rows[0][0], None, exc, rows[0][6] + 1, now)
-                    tx.defer_any("park_instance", process=name, instance_id=instance_id, now=now)
-                    tx.defer_any(
-                        "block_instance", process=name, instance_id=instance_id, parked=1, until=0.0
-                    )
+                if deliveries:  # park it with the error; its stored state stays as it is
+                    self.park_unreadable(tx, inst, deliveries[0], exc, now)
                     steps += 1
                 continue
-            steps += self.run_instance(tx, inst, rows, now)
+            steps += self.run_instance(tx, inst, deliveries, now)
             if inst.changed:
                 self.save(tx, inst, now)
         return steps
 
+    def load_state(self, inst: Instance, row: ClaimedInstance) -> None:
+        inst.state = None if row.state is None else self.decode_state(inst.process, row.state)
+        inst.seen = [] if not row.seen else msgspec.json.decode(row.seen)
+        inst.timers = {} if not row.timers else msgspec.json.decode(row.timers)
+
+    def park_unreadable(
+        self, tx: Tx, inst: Instance, first: Delivery, exc: Exception, now: float
+    ) -> None:
+        error = f"cannot load the state of {inst.process.name} {inst.instance_id}: {describe(exc)}"
+        instances.failed(tx, first.id, error, parked=True, retry_at=now, now=now)
+        instances.park(tx, inst.key, now)
+
     def save(self, tx: Tx, inst: Instance, now: float) -> None:
-        key = {"process": inst.process.name, "instance_id": inst.instance_id}
         if inst.parked or inst.wait_until:
-            tx.defer_any("block_instance", **key, parked=int(inst.parked), until=inst.wait_until)
+            instances.block(tx, inst.key, parked=inst.parked, until=inst.wait_until)
         elif inst.was_waiting:
-            tx.defer_any("unblock_instance", **key)
-        tx.defer_any(
-            "save_instance",
-            process=inst.process.name,
-            instance_id=inst.instance_id,
+            instances.unblock(tx, inst.key)
+        instances.save(
+            tx,
+            inst.key,
+            now,
             status=inst.status,
             parked=int(inst.parked),
             state=None if inst.state is None else encode_json(inst.state),
@@ -151,7 +170,6 @@ class StepRunner:
             seen=encode_json(inst.seen) if inst.seen else None,
             timers=encode_json(inst.timers) if inst.timers else None,
             wait_until=inst.wait_until,
-            now=now,
         )
 
     def decode_state(self, process: ProcessManager[Any], text: str) -> Any:
@@ -159,56 +177,33 @@ class StepRunner:
             return msgspec.json.decode(text)
         return msgspec.json.decode(text, type=process.state_type)
 
-    def inboxes(
-        self, tx: Tx, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
-        """Every delivery of the claimed instances, oldest first, in one query."""
-        found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        if not keys:
-            return found
-        wanted = set(keys)
-        ids = tx.store.backend.array_param(sorted({k[1] for k in keys}))
-        for row in tx.rows("inbox_of_instances", ids=ids):
-            key = (row[0], row[1])
-            if key in wanted:
-                found.setdefault(key, []).append(row[2:])
-        return found
-
-    def run_instance(self, tx: Tx, inst: Instance, rows: list[tuple[Any, ...]], now: float) -> int:
+    def run_instance(self, tx: Tx, inst: Instance, deliveries: list[Delivery], now: float) -> int:
         steps = 0
-        for (
-            inbox_id,
-            routing,
-            type_,
-            schema_version,
-            data,
-            meta_text,
-            attempts,
-            avail,
-            parked,
-        ) in rows:
-            if parked or avail > now:
+        for delivery in deliveries:
+            if delivery.parked or delivery.available_at > now:
                 break  # order: nothing after a waiting message runs before it
-            meta = load_meta(meta_text)
+            meta = load_meta(delivery.metadata)
             message: Message | None = None
             steps += 1  # a step, a dropped duplicate or a failure: each is work done
             if inst.already_handled(meta) or inst.timer_is_stale(meta):
-                tx.defer_any("delete_inbox", id=inbox_id)
+                instances.consumed(tx, delivery.id)
                 inst.changed = True
                 continue
             before = inst.fields()
             try:
                 with tx.savepoint():
-                    message = tx.store.registry.decode(type_, schema_version, data)
+                    message = tx.registry.decode(
+                        delivery.type, delivery.schema_version, delivery.data
+                    )
                     if "timer" in meta:
                         del inst.timers[meta["timer"]]  # it fired: it is no longer set
-                    self.step(tx, inst, routing, message, meta, now)
-                    tx.defer_any("delete_inbox", id=inbox_id)
+                    self.step(tx, inst, Routing(delivery.routing), message, meta, now)
+                    instances.consumed(tx, delivery.id)
                     inst.mark_handled(meta)
                     inst.wait_until, inst.changed = 0.0, True
             except Exception as exc:
                 inst.restore(before)
-                self.failed(tx, inst, inbox_id, message, exc, attempts + 1, now)
+                self.failed(tx, inst, delivery, message, exc, now)
                 break
         return steps
 
@@ -216,44 +211,53 @@ class StepRunner:
         self,
         tx: Tx,
         inst: Instance,
-        inbox_id: int,
+        delivery: Delivery,
         message: Message | None,
         exc: Exception,
-        attempts: int,
         now: float,
     ) -> None:
-        policy = inst.process.on_error(exc, message, attempts) if message is not None else Park()
-        error = f"{type(exc).__name__}: {exc}"
-        if isinstance(policy, Retry):
-            retry_at = now + policy.delay.total_seconds()
-            tx.defer_any("fail_inbox", id=inbox_id, error=error, parked=0, available_at=retry_at)
+        """Ask the process's `on_error` what to do, with the failure's whole context."""
+        failure = Failure(
+            error=exc,
+            attempt=delivery.attempts + 1,
+            first_failed_at=delivery.first_failed_at or now,
+            message=message,
+            subject=f"process:{inst.process.name}/{inst.instance_id}",
+        )
+        decision = inst.process.on_error(failure) if message is not None else Park()
+        error = describe(exc)
+        if isinstance(decision, Retry):
+            retry_at = now + decision.delay.total_seconds()
+            instances.failed(tx, delivery.id, error, parked=False, retry_at=retry_at, now=now)
             inst.wait_until, inst.changed = retry_at, True
-        elif isinstance(policy, Park):
-            tx.defer_any("fail_inbox", id=inbox_id, error=error, parked=1, available_at=now)
+        elif isinstance(decision, Park):
+            instances.failed(tx, delivery.id, error, parked=True, retry_at=now, now=now)
             inst.parked, inst.changed = True, True
         else:
-            tx.defer_any("delete_inbox", id=inbox_id)
+            instances.consumed(tx, delivery.id)
 
     def step(
         self,
         tx: Tx,
         inst: Instance,
-        routing: str,
+        routing: Routing,
         message: Message,
         meta: dict[str, Any],
         now: float,
     ) -> None:
         process = inst.process
-        running = inst.status == RUNNING
-        if routing.startswith("start"):
-            if running and routing == "start!":
+        running = inst.status == InstanceStatus.ACTIVE
+        if routing in (Routing.START, Routing.START_STRICT):
+            if running and routing == Routing.START_STRICT:
                 raise ProcessError(f"{process.name} {inst.instance_id} is already running")
             if not running:
-                inst.state, inst.version, inst.status = process.initial(), 0, RUNNING
+                inst.state, inst.version = process.initial(), 0
+                inst.status = InstanceStatus.ACTIVE
         elif not running:
-            if routing == "continue!":
+            if routing == Routing.CONTINUE_STRICT:
                 raise ProcessError(f"{process.name} {inst.instance_id} is not running")
             return  # nothing to continue: a late message for a finished instance
+        position = meta.get("position")
         ctx = StepContext(
             process.name,
             inst.instance_id,
@@ -261,6 +265,7 @@ class StepRunner:
             meta["message_id"],
             meta.get("correlation_id") or meta["message_id"],
             meta,
+            None if position is None else int(position),
         )
         effects = process.handle(inst.state, message, ctx)
         inst.state = process.evolve(inst.state, message)
@@ -268,7 +273,7 @@ class StepRunner:
         inst.changed = True
         for index, effect in enumerate(effects):
             self.apply(tx, inst, effect, index, ctx, now)
-        if routing == "stop":
+        if routing == Routing.STOP:
             self.complete(tx, inst)
 
     def apply(
@@ -288,17 +293,20 @@ class StepRunner:
                 process=name,
                 instance_id=inst.instance_id,
             )
-            enqueue(tx, command, meta, now)
+            commands.record(
+                tx, command_id, CommandStatus.PENDING, now, message_row(tx.registry, command, meta)
+            )
         elif isinstance(effect, Schedule):
             self.schedule(tx, inst, effect, ctx)
         elif isinstance(effect, CancelTimer):
             inst.timers.pop(effect.name, None)
-            tx.defer("cancel_timer", process=name, instance_id=inst.instance_id, name=effect.name)
+            timers.cancel(tx, name, inst.instance_id, effect.name)
         elif isinstance(effect, StartBatch):
+            batches.check_start(self.app, effect)
             meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
-            batch.start(tx, name, inst.instance_id, effect, meta, now)
+            batches.start(tx, name, inst.instance_id, effect, meta, now)
         elif isinstance(effect, CancelBatch):
-            batch.cancel(tx, effect.batch_id, now)
+            batches.cancel(tx, effect.batch_id, now)
         elif isinstance(effect, Complete):
             self.complete(tx, inst)
         else:
@@ -309,22 +317,21 @@ class StepRunner:
             due = effect.at
         else:
             due = ctx.now + (effect.after or timedelta()).total_seconds()
-        message = effect.message or TimerFired(name=effect.name)
-        timer_id = derived_id(
-            "timer", inst.process.name, inst.instance_id, effect.name, ctx.message_id
-        )
-        meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=effect.name)
-        inst.timers[effect.name] = timer_id
-        tx.defer(
-            "set_timer",
-            process=inst.process.name,
-            instance_id=inst.instance_id,
-            name=effect.name,
-            due_at=due,
-            **message_row(tx.store.registry, message, meta),
+        name = str(effect.name)
+        message = effect.message or TimerFired(name=name)
+        timer_id = derived_id("timer", inst.process.name, inst.instance_id, name, ctx.message_id)
+        meta = metadata(timer_id, ctx.correlation_id, ctx.message_id, due, timer=name)
+        inst.timers[name] = timer_id
+        timers.set_timer(
+            tx,
+            inst.process.name,
+            inst.instance_id,
+            name,
+            due,
+            message_row(tx.registry, message, meta),
         )
 
     def complete(self, tx: Tx, inst: Instance) -> None:
-        inst.status, inst.changed = "done", True
+        inst.status, inst.changed = InstanceStatus.DONE, True
         inst.timers.clear()
-        tx.defer("cancel_all_timers", process=inst.process.name, instance_id=inst.instance_id)
+        timers.cancel_all(tx, inst.process.name, inst.instance_id)

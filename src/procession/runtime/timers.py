@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 from procession.store.base import Tx
+from procession.store.work import Routing, timers
 
 
 def fire_due(tx: Tx, now: float, limit: int = 1000) -> int:
-    rows = tx.rows("claim_timers", now=now, limit=limit)
+    due = timers.claim_due(tx, now, limit)
     tx.many(
         "insert_inbox",
         [
             {
-                "process": process,
-                "instance_id": instance_id,
-                "routing": "timer",
-                "type": type_,
-                "schema_version": schema_version,
-                "data": data,
-                "metadata": meta,
+                "process": t.process,
+                "instance_id": t.instance_id,
+                "routing": Routing.TIMER,
+                "type": t.type,
+                "schema_version": t.schema_version,
+                "data": t.data,
+                "metadata": t.metadata,
                 "available_at": now,
             }
-            for process, instance_id, _name, _due, type_, schema_version, data, meta in rows
+            for t in due
         ],
     )
-    tx.many(
-        "delete_timer",
-        [{"process": r[0], "instance_id": r[1], "name": r[2], "due_at": r[3]} for r in rows],
-    )
-    return len(rows)
+    timers.fired(tx, due)
+    return len(due)

@@ -9,14 +9,16 @@ from urllib.parse import urlsplit
 from procession.errors import ConfigurationError, SchemaError, StoreUnavailable
 from procession.messages import MessageRegistry
 from procession.store import queries
-from procession.store.base import SCHEMA_MARK, Backend, Store, Tx, check_schema
+from procession.store.base import SCHEMA_MARK, Backend, ClockKind, Session, Store, Tx, check_schema
 from procession.store.records import ANY, NO_STREAM, AppendResult, RecordedEvent
 
 __all__ = [
     "ANY",
     "NO_STREAM",
     "AppendResult",
+    "ClockKind",
     "RecordedEvent",
+    "Session",
     "Store",
     "Tx",
     "open_store",
@@ -74,7 +76,7 @@ def migrate(store: Store) -> int:
     backend = store.backend
     steps = queries.migrations(backend.name)
     with store.transaction() as tx:
-        tx.run("wait_singleton", name="migrate")  # PostgreSQL: one migrator at a time
+        tx.wait_singleton("migrate")  # PostgreSQL: one migrator at a time
         current = _current_version(tx, backend)
         latest = steps[-1][0]
         if current > latest:
@@ -93,11 +95,12 @@ def migrate(store: Store) -> int:
 def _current_version(tx: Tx, backend: Backend) -> int:
     tables = backend.table_names(tx.cursor)
     marked = "procession_meta" in tables
-    ours = {
-        name
-        for _, script in queries.migrations(backend.name)
-        for name in re.findall(r"CREATE TABLE (\w+)", script)
+    scripts = [script for _, script in queries.migrations(backend.name)]
+    created = {name for script in scripts for name in re.findall(r"CREATE TABLE (\w+)", script)}
+    renamed = {
+        name for script in scripts for name in re.findall(r"ALTER TABLE (\w+) RENAME", script)
     }
+    ours = created - renamed  # a table rebuilt under a temporary name is not one of ours
     check_schema(tables, marked, ours)
     if not marked:
         return 0

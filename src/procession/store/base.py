@@ -6,25 +6,30 @@ transactions and its error mapping (see sqlite.py, postgres.py).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
 from procession.errors import ConcurrencyError, SchemaError
 from procession.ids import new_ids
 from procession.messages import Message, MessageRegistry
+from procession.session import Params, Row
+from procession.store.coordination import Coordination
 from procession.store.records import ANY, AppendResult, RecordedEvent
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.decode
-Params = dict[str, Any]
-Row = tuple[Any, ...]
 SCHEMA_MARK = "procession"
+VIRTUAL_TIME_KEY = "virtual_clock"
+"""The procession_meta key holding a virtual clock's current time: its presence makes the
+store a virtual-time store (`Store.clock_kind`)."""
+ClockKind = Literal["system", "virtual"]
 
 
 class _Metadata(msgspec.Struct):
@@ -47,6 +52,8 @@ def encode_json(value: Any) -> str:
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
+    @property
+    def description(self) -> Any: ...
 
     def execute(self, sql: str, params: Any = ..., /) -> Any: ...
     def executemany(self, sql: str, params: Iterable[Any], /) -> Any: ...
@@ -65,12 +72,9 @@ class Backend(Protocol):
     def table_names(self, cursor: Cursor) -> set[str]: ...
     def run_script(self, cursor: Cursor, script: str) -> None: ...
     def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None: ...
-    @property
-    def single_process(self) -> bool: ...
     def array_param(self, values: list[str]) -> Any: ...
-    def shared_round(self) -> AbstractContextManager[None]: ...
-    def maintain(self) -> None: ...
-    def exclusive_round(self) -> AbstractContextManager[bool]: ...
+    @property
+    def coordination(self) -> Coordination: ...
 
 
 @dataclass
@@ -78,6 +82,21 @@ class _Savepoint:
     mark: int
     loose_mark: int
     created: bool = False
+
+
+R = TypeVar("R", bound=msgspec.Struct)
+_CHECKED: set[tuple[type[Any], str]] = set()
+
+
+def _check_columns(cls: type[Any], query: str, description: Any) -> None:
+    """A record is read by column name: its fields must be the query's columns, in order."""
+    columns = tuple(str(column[0]).lower() for column in description or ())
+    if columns != tuple(cls.__struct_fields__):
+        raise SchemaError(
+            f"query {query!r} returns columns {columns}, not the fields of "
+            f"{cls.__name__} {cls.__struct_fields__}"
+        )
+    _CHECKED.add((cls, query))
 
 
 def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
@@ -92,11 +111,14 @@ class Tx:
     next read or the commit: consecutive ones of the same statement as one `executemany`,
     and on PostgreSQL all of them in one pipeline, so a batch of steps costs a round trip
     or two instead of one per statement (DESIGN §8). Reads always see earlier writes.
+    Queued writes hold their SQL text: a user's statement never enters the engine's named
+    queries.
     """
 
     def __init__(self, store: Store, cursor: Cursor) -> None:
         self.store = store
         self.cursor = cursor
+        self._sql = store.sql
         self._versions: dict[str, int] = {}
         self._appends_locked = False
         self._stamp: str | None = None
@@ -104,9 +126,22 @@ class Tx:
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
 
+    @property
+    def registry(self) -> MessageRegistry:
+        return self.store.registry
+
+    @property
+    def coordination(self) -> Coordination:
+        return self.store.backend.coordination
+
+    @property
+    def session(self) -> Session:
+        """The narrow view of this transaction that user code (projections, sources) gets."""
+        return Session(self)
+
     def _exec(self, query: str, params: Params | None) -> Cursor:
         self.flush()
-        self.cursor.execute(self.store.sql[query], params or {})
+        self.cursor.execute(self._sql[query], params or {})
         return self.cursor
 
     def rows(self, query: str, /, **params: Any) -> list[Row]:
@@ -120,6 +155,18 @@ class Tx:
         found = self.row(query, **params)
         return None if found is None else found[0]
 
+    def records(self, cls: type[R], query: str, /, **params: Any) -> list[R]:
+        """The query's rows as records of `cls`, whose fields are named like its columns."""
+        cursor = self._exec(query, params)
+        rows = cursor.fetchall()
+        if (cls, query) not in _CHECKED:
+            _check_columns(cls, query, cursor.description)
+        return [cls(*row) for row in rows]
+
+    def record(self, cls: type[R], query: str, /, **params: Any) -> R | None:
+        found = self.records(cls, query, **params)
+        return found[0] if found else None
+
     def run(self, query: str, /, **params: Any) -> int:
         """Write now and return the number of rows it touched."""
         self._savepoint_now()
@@ -127,17 +174,18 @@ class Tx:
 
     def defer(self, query: str, /, **params: Any) -> None:
         """Write later (before the next read or the commit), in order with other writes."""
-        self._deferred.append((query, params))
+        self._deferred.append((self._sql[query], params))
 
     def defer_any(self, query: str, /, **params: Any) -> None:
         """Write later, in any order: for writes that commute with every other write of the
         transaction (a delete by unique id, an insert that ignores conflicts, the one save of
         a row). They are grouped by statement, so N of them cost one executemany."""
-        self._unordered.append((query, params))
+        self._unordered.append((self._sql[query], params))
 
     def many(self, query: str, params: Sequence[Params]) -> None:
         """Deferred writes, one per parameter mapping."""
-        self._deferred.extend((query, p) for p in params)
+        text = self._sql[query]
+        self._deferred.extend((text, p) for p in params)
 
     def flush(self) -> None:
         """Send every deferred write now."""
@@ -167,38 +215,34 @@ class Tx:
         if not ops:
             return
         groups: list[tuple[str, list[Params]]] = []
-        for query, params in ops:
-            if groups and groups[-1][0] == query:
+        for text, params in ops:
+            if groups and groups[-1][0] == text:
                 groups[-1][1].append(params)
             else:
-                groups.append((query, [params]))
-        sql = self.store.sql
-        self.store.backend.send_batch(self.cursor, [(sql[q], ps) for q, ps in groups])
+                groups.append((text, [params]))
+        self.store.backend.send_batch(self.cursor, groups)
 
     def write(self, sql: str, params: Params | None = None) -> None:
         """The caller's own write (`:name` parameters), deferred like the engine's: in order
         with other writes, consecutive identical statements sent as one executemany."""
-        text = self.store.backend.user_sql(sql)
-        self.store.sql.setdefault(text, text)  # queued by text: user SQL has no name
-        self._deferred.append((text, params or {}))
+        self._deferred.append((self.store.user_sql(sql), params or {}))
 
     def sql(self, sql: str, params: Params | Sequence[Params] | None = None) -> list[Row]:
-        """Run the caller's own SQL (`:name` parameters), e.g. a projection's table writes.
+        """Run the caller's own SQL (`:name` parameters) now; its rows, if it has any.
 
         A list of parameter mappings runs the statement once per mapping (executemany).
         """
         self._savepoint_now()  # it may write: inside a savepoint, it must be undoable
         self.flush()
-        text = self.store.backend.user_sql(sql)
+        text = self.store.user_sql(sql)
         if isinstance(params, list | tuple):
             if params:
                 self.cursor.executemany(text, params)
             return []
         self.cursor.execute(text, params or {})
-        try:
-            return self.cursor.fetchall()
-        except Exception:  # a statement without a result set
+        if self.cursor.description is None:  # a statement without a result set
             return []
+        return self.cursor.fetchall()
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -236,10 +280,11 @@ class Tx:
         self.run("repeatable_read")
 
     def lock_appends(self) -> None:
-        """Take the append lock now (PostgreSQL), before reading what the appends depend on."""
+        """Take the append lock now, before reading what the appends depend on."""
         if not self._appends_locked:
-            if not self.store.backend.single_process:  # SQLite: BEGIN IMMEDIATE holds it
-                self.run("lock_appends")
+            self._savepoint_now()
+            self.flush()
+            self.coordination.lock_appends(self.cursor)
             self._appends_locked = True
 
     def known_version(self, stream_id: str, version: int) -> None:
@@ -338,8 +383,18 @@ class Tx:
     def _now_iso(self) -> str:
         """One clock reading per transaction: its events share one `occurred_at`."""
         if self._stamp is None:
-            self._stamp = iso(self.store.now())
+            self._stamp = iso(self._stamp_time())
         return self._stamp
+
+    def _stamp_time(self) -> float:
+        if self.store._now is not None:
+            return self.store._now()
+        shared = self.store._shared
+        if shared.virtual is False:
+            return time.time()
+        saved = self.get_meta(VIRTUAL_TIME_KEY)  # the store's own virtual time
+        shared.virtual = saved is not None
+        return time.time() if saved is None else float(saved)
 
     def read_stream_raw(self, stream_id: str, after: int = 0) -> list[Row]:
         return self.rows("read_stream", stream_id=stream_id, after=after)
@@ -358,6 +413,8 @@ class Tx:
 
     def set_meta(self, key: str, value: str) -> None:
         self.run("set_meta", key=key, value=value)
+        if key == VIRTUAL_TIME_KEY:
+            self.store._shared.virtual = True
 
     def checkpoint(self, name: str) -> int:
         value = self.scalar("get_checkpoint", name=name)
@@ -367,10 +424,14 @@ class Tx:
         self.defer("set_checkpoint", name=name, position=position)
 
     def try_singleton(self, name: str) -> bool:
-        """Hold the named singleton role for this transaction (PostgreSQL: advisory lock)."""
-        if self.store.backend.single_process:
-            return True  # one process owns the database: every role is ours
-        return bool(self.scalar("try_singleton", name=name))
+        """Hold the named singleton role for the rest of this transaction, if free."""
+        self.flush()
+        return self.coordination.try_singleton(self.cursor, name)
+
+    def wait_singleton(self, name: str) -> None:
+        """Hold the named singleton role for the rest of this transaction, waiting for it."""
+        self.flush()
+        self.coordination.wait_singleton(self.cursor, name)
 
 
 def recorded(row: Row) -> RecordedEvent:
@@ -385,25 +446,108 @@ def recorded(row: Row) -> RecordedEvent:
     )
 
 
+class Session:
+    """The narrow door of a transaction for user code (`procession.session.Session`)."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    def sql(self, sql: str, params: Params | Sequence[Params] | None = None) -> list[Row]:
+        return self._tx.sql(sql, params)
+
+    def write(self, sql: str, params: Params | None = None) -> None:
+        self._tx.write(sql, params)
+
+
+@dataclass
+class _Shared:
+    """What every view of one store shares: the backend, its queries, the open transaction
+    of each thread (a nested `transaction()` joins it), and user SQL translated once."""
+
+    backend: Backend
+    sql: dict[str, str]
+    local: threading.local = field(default_factory=threading.local)
+    user_sql: dict[str, str] = field(default_factory=dict)
+    virtual: bool | None = None
+    """Whether the store runs on a virtual clock, once known (set by `Tx.set_meta`)."""
+
+
 class Store:
-    """The event store and work tables behind one URL. Open it with `procession.open_store`."""
+    """The event store and work tables behind one URL. Open it with `procession.open_store`.
+
+    A store carries the message registry it encodes with and the clock that stamps events.
+    `using(registry=..., now=...)` gives a view of the same database with others (the runtime
+    takes one for its app and clock), and leaves this store as it was.
+    """
 
     def __init__(
-        self, backend: Backend, sql: dict[str, str], registry: MessageRegistry | None = None
+        self,
+        backend: Backend,
+        sql: dict[str, str],
+        registry: MessageRegistry | None = None,
+        now: Callable[[], float] | None = None,
+        *,
+        _shared: _Shared | None = None,
     ) -> None:
+        self._shared = _shared or _Shared(backend, sql)
         self.backend = backend
         self.sql = sql
         self.registry = registry or MessageRegistry()
-        self.now = time.time
-        """Seconds since the epoch; the runtime points this at its clock."""
+        self._now = now
+
+    def using(
+        self, registry: MessageRegistry | None = None, now: Callable[[], float] | None = None
+    ) -> Store:
+        """A view of this store with another registry and/or clock (same database)."""
+        return Store(
+            self.backend,
+            self.sql,
+            registry or self.registry,
+            now or self._now,
+            _shared=self._shared,
+        )
 
     @property
     def url(self) -> str:
         return self.backend.url
 
-    def transaction(self, write: bool = True) -> _TxContext:
-        """A transaction; `write=False` lets SQLite read beside a writer."""
+    def now(self) -> float:
+        """The store's own time: its virtual clock's if it runs on one, else the system's."""
+        if self._now is not None:
+            return self._now()
+        with self.transaction(write=False) as tx:
+            return tx._stamp_time()
+
+    @property
+    def clock_kind(self) -> ClockKind:
+        """ "virtual" once a virtual clock has run on this store (it stays so), else "system"."""
+        with self.transaction(write=False) as tx:
+            return "system" if tx.get_meta(VIRTUAL_TIME_KEY) is None else "virtual"
+
+    def user_sql(self, sql: str) -> str:
+        """A user's statement in the driver's parameter style, translated once."""
+        cache = self._shared.user_sql
+        text = cache.get(sql)
+        if text is None:
+            text = cache[sql] = self.backend.user_sql(sql)
+        return text
+
+    def transaction(self, write: bool = True) -> AbstractContextManager[Tx]:
+        """A transaction. Inside another on the same thread, it joins that one (on every
+        backend): its work commits or rolls back with the outer transaction.
+        `write=False` lets SQLite read beside a writer."""
+        current: Tx | None = getattr(self._shared.local, "tx", None)
+        if current is not None:
+            return _Joined(current, self)
         return _TxContext(self, write)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A transaction seen as a `Session`: for reading read models from outside."""
+        with self.transaction(write) as tx:
+            yield tx.session
 
     def append(
         self,
@@ -489,10 +633,12 @@ class _TxContext:
     def __enter__(self) -> Tx:
         self._inner = self.store.backend.transaction(self.write)
         self._tx = Tx(self.store, self._inner.__enter__())
+        self.store._shared.local.tx = self._tx
         return self._tx
 
     def __exit__(self, *exc: Any) -> bool | None:
         assert self._inner is not None and self._tx is not None
+        self.store._shared.local.tx = None
         if exc[0] is None:
             try:
                 self._tx.flush()
@@ -500,6 +646,26 @@ class _TxContext:
                 self._inner.__exit__(type(error), error, error.__traceback__)
                 raise
         return self._inner.__exit__(*exc)
+
+
+class _Joined:
+    """A nested transaction: the open one, seen through this store view's registry and
+    clock. An error propagates and the outer transaction decides; success commits nothing
+    by itself."""
+
+    def __init__(self, outer: Tx, store: Store) -> None:
+        self.outer = outer
+        self.joined = outer
+        if outer.store is not store:
+            outer.flush()
+            self.joined = Tx(store, outer.cursor)
+
+    def __enter__(self) -> Tx:
+        return self.joined
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self.joined is not self.outer:
+            self.joined.flush()  # a view's own queue: its writes belong to the outer tx too
 
 
 def check_schema(tables: set[str], marked: bool, ours: set[str]) -> None:

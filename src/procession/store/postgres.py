@@ -9,15 +9,19 @@ timers to tune, no work done twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from procession.errors import StoreUnavailable
-from procession.store.base import Cursor, Params
+from procession.limits import Limits
 from procession.store.queries import to_pyformat
+
+if TYPE_CHECKING:
+    from procession.session import Params
+    from procession.store.base import Cursor, Store
 
 COPY_AT_LEAST = 64
 """Event inserts in groups this large go by COPY: ~5x executemany's rate, measured."""
@@ -27,6 +31,18 @@ _COPY_EVENTS = "COPY events (stream_id, version, type, schema_version, data, met
 
 _GATE_SQL = "SELECT {}(hashtext(current_schema()), hashtext('procession:virtual-clock'))"
 _MAINTAIN_LOCK = "SELECT {}(hashtext(current_schema()), hashtext('procession:maintenance'))"
+_TRY_SINGLETON = "SELECT pg_try_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))"
+_WAIT_SINGLETON = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))"
+# Gap-free reading (DESIGN §5). Identity values are drawn at INSERT time but become visible at
+# COMMIT, so two concurrent appenders can commit positions out of order, and a reader that
+# checkpoints "position > N" would silently skip the lower one. We serialise appenders with a
+# table lock held to commit: positions then become visible strictly in order, and `read_all`
+# stays a plain keyset scan that any external tool can reproduce. EXCLUSIVE mode blocks only
+# other writers of `events`; readers are never blocked. The cost is one appending transaction
+# at a time, which batching (hundreds of events a transaction) makes cheap. The xid8 /
+# pg_snapshot_xmin alternative avoids the lock but makes the public cursor a pair
+# (transaction id, position); we keep the simpler public contract.
+_LOCK_APPENDS = "LOCK TABLE events IN EXCLUSIVE MODE"
 
 
 def _safe(url: str) -> str:
@@ -39,48 +55,43 @@ def _safe(url: str) -> str:
     return f"postgresql://{info.get('user', '')}@{host}:{info.get('port', 5432)}/{db}"
 
 
-class PostgresBackend:
-    name = "postgres"
-    single_process = False
+def _release(conn: psycopg.Connection[Any], unlock: str) -> None:
+    """Give a session lock back; a connection that broke meanwhile took its locks with it
+    (the error that broke it is the one worth reporting, and it is raised elsewhere)."""
+    if conn.closed or conn.broken:
+        return
+    try:
+        conn.execute(unlock)
+    except psycopg.OperationalError:
+        if not conn.broken:
+            raise
 
-    def __init__(self, url: str, pool_size: int = 4) -> None:
+
+class PostgresCoordination:
+    """Any number of workers on one database: claims use SKIP LOCKED (in the queries), roles
+    and the virtual-time gate use advisory locks, and each stage commits on its own so claims
+    and the append lock are held briefly."""
+
+    limits = Limits()
+
+    def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            psycopg.connect(url, connect_timeout=5).close()
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailable(f"cannot connect to {_safe(url)}: {reason}") from None
-        self.pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
-        )
-        try:
-            self.pool.open(wait=True, timeout=10)
-        except Exception as exc:
-            self.pool.close()
-            raise StoreUnavailable(
-                f"cannot open a connection pool to {_safe(url)}: {exc}"
-            ) from None
         self._gate: psycopg.Connection[Any] | None = None
 
-    @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Cursor]:
-        with self.pool.connection() as conn, conn.cursor() as cursor:
-            yield cursor
+    def lock_appends(self, cursor: Cursor) -> None:
+        cursor.execute(_LOCK_APPENDS)
 
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        return isinstance(exc, psycopg.errors.UniqueViolation)
+    def try_singleton(self, cursor: Cursor, name: str) -> bool:
+        cursor.execute(_TRY_SINGLETON, (name,))
+        row = cursor.fetchone()
+        return bool(row and row[0])
 
-    def user_sql(self, sql: str) -> str:
-        return to_pyformat(sql)
+    def wait_singleton(self, cursor: Cursor, name: str) -> None:
+        cursor.execute(_WAIT_SINGLETON, (name,))
+        cursor.fetchone()
 
-    def table_names(self, cursor: Cursor) -> set[str]:
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-        return {row[0] for row in cursor.fetchall()}
-
-    def run_script(self, cursor: Cursor, script: str) -> None:
-        cursor.execute(script)
+    def round(self, store: Store) -> AbstractContextManager[Any]:
+        return nullcontext()
 
     @contextmanager
     def shared_round(self) -> Iterator[None]:
@@ -90,7 +101,7 @@ class PostgresBackend:
         try:
             yield
         finally:
-            conn.execute(_GATE_SQL.format("pg_advisory_unlock_shared"))
+            _release(conn, _GATE_SQL.format("pg_advisory_unlock_shared"))
 
     @contextmanager
     def exclusive_round(self) -> Iterator[bool]:
@@ -106,7 +117,7 @@ class PostgresBackend:
             yield alone
         finally:
             if alone:
-                conn.execute(_GATE_SQL.format("pg_advisory_unlock"))
+                _release(conn, _GATE_SQL.format("pg_advisory_unlock"))
 
     def maintain(self) -> None:
         """Vacuum and analyse the work tables, if no other worker is doing it right now.
@@ -127,13 +138,67 @@ class PostgresBackend:
                 " batch_items, checkpoints"
             )
         finally:
-            conn.execute(_MAINTAIN_LOCK.format("pg_advisory_unlock"))
+            _release(conn, _MAINTAIN_LOCK.format("pg_advisory_unlock"))
 
     def _gate_connection(self) -> psycopg.Connection[Any]:
         """A session of its own: advisory session locks must outlive pooled transactions."""
         if self._gate is None or self._gate.closed or self._gate.broken:
             self._gate = psycopg.connect(self.url, autocommit=True)
         return self._gate
+
+    def close(self) -> None:
+        if self._gate is not None:
+            self._gate.close()
+
+
+class PostgresBackend:
+    name = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        self.url = url
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"cannot connect to {_safe(url)}: {reason}") from None
+        # `check`: a pooled connection the server dropped while it sat idle (a restart, an
+        # operator's pg_terminate_backend) is replaced at checkout instead of failing a round.
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": False},
+            check=ConnectionPool.check_connection,
+        )
+        try:
+            self.pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            self.pool.close()
+            raise StoreUnavailable(
+                f"cannot open a connection pool to {_safe(url)}: {exc}"
+            ) from None
+        self.coordination = PostgresCoordination(url)
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        with self.pool.connection() as conn, conn.cursor() as cursor:
+            yield cursor
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def user_sql(self, sql: str) -> str:
+        return to_pyformat(sql)
+
+    def table_names(self, cursor: Cursor) -> set[str]:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+    def run_script(self, cursor: Cursor, script: str) -> None:
+        cursor.execute(script)
 
     def array_param(self, values: list[str]) -> Any:
         return values
@@ -161,6 +226,5 @@ class PostgresBackend:
                         copy.write_row(row)
 
     def close(self) -> None:
-        if self._gate is not None:
-            self._gate.close()
+        self.coordination.close()
         self.pool.close()

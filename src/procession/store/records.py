@@ -6,6 +6,11 @@ from typing import Any
 
 import msgspec
 
+RawEvent = tuple[int, str, int, str, int, str, str]
+"""A log row as the engine's consumers read it, undecoded: (position, stream_id, version,
+type, schema_version, data, metadata). The router and projections decode only the types they
+want; `RecordedEvent` is the decoded, public shape."""
+
 ANY = -1
 """expected_version that skips the concurrency check."""
 NO_STREAM = 0

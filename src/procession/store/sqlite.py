@@ -12,21 +12,55 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from procession.errors import SchemaError, StoreUnavailable
-from procession.store.base import Cursor, Params
+from procession.limits import Limits
+
+if TYPE_CHECKING:
+    from procession.session import Params
+    from procession.store.base import Cursor, Store
+
+
+class SQLiteCoordination:
+    """Nothing to coordinate: one process owns the store and BEGIN IMMEDIATE serialises its
+    writers. Stages take big bites (nobody waits for their locks), and a whole round of them
+    is one transaction, which spares a commit per stage."""
+
+    limits = Limits(log_page=4000, instances=1000, commands=2000, timers=4000)
+
+    def lock_appends(self, cursor: Cursor) -> None:
+        pass
+
+    def try_singleton(self, cursor: Cursor, name: str) -> bool:
+        return True
+
+    def wait_singleton(self, cursor: Cursor, name: str) -> None:
+        pass
+
+    def round(self, store: Store) -> AbstractContextManager[Any]:
+        return store.transaction()
+
+    @contextmanager
+    def shared_round(self) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def exclusive_round(self) -> Iterator[bool]:
+        yield True
+
+    def maintain(self) -> None:
+        """SQLite reuses freed pages at once and needs no vacuum for speed."""
 
 
 class SQLiteBackend:
     name = "sqlite"
-    single_process = True
+    coordination = SQLiteCoordination()
 
     def __init__(self, url: str, path: str) -> None:
         self.url = url
         self._lock = threading.RLock()
-        self._depth = 0
         try:
             self.conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -60,25 +94,17 @@ class SQLiteBackend:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
+        """One transaction at a time on the one connection (a nested `Store.transaction`
+        joins the open one before it gets here)."""
         with self._lock:
             cursor = self.conn.cursor()
-            if self._depth:  # a nested call joins the open transaction
-                self._depth += 1
-                try:
-                    yield cursor
-                finally:
-                    self._depth -= 1
-                return
             cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            self._depth = 1
             try:
                 yield cursor
                 cursor.execute("COMMIT")
             except BaseException:
                 self.conn.rollback()  # also when COMMIT itself failed: never stay half open
                 raise
-            finally:
-                self._depth = 0
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
@@ -95,17 +121,6 @@ class SQLiteBackend:
             lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
             if "".join(lines).strip():
                 cursor.execute("\n".join(lines))
-
-    def maintain(self) -> None:
-        """Nothing to do: SQLite reuses freed pages at once and needs no vacuum for speed."""
-
-    @contextmanager
-    def shared_round(self) -> Iterator[None]:
-        yield  # one process: nobody else runs rounds
-
-    @contextmanager
-    def exclusive_round(self) -> Iterator[bool]:
-        yield True
 
     def array_param(self, values: list[str]) -> Any:
         return json.dumps(values)

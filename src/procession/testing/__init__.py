@@ -21,6 +21,7 @@ from procession.process.manager import ProcessManager
 from procession.runtime.clock import VirtualClock
 from procession.runtime.runtime import Runtime
 from procession.store import open_store
+from procession.store.work import commands, instances, timers
 
 S = TypeVar("S")
 
@@ -100,10 +101,20 @@ class ProcessScenario:
             if not self.app.messages.knows(event_type.__name__):
                 self.app.register(event_type)
         self.process = process
-        self.store = open_store("sqlite:///:memory:")
+        self._opened = open_store("sqlite:///:memory:")
         self.clock = VirtualClock()
-        self.runtime = Runtime(self.app, self.store, self.clock, skip=frozenset({"commands"}))
+        self.runtime = Runtime(self.app, self._opened, self.clock, skip=frozenset({"commands"}))
+        self.store = self.runtime.store
         self._seen_commands = 0
+
+    def close(self) -> None:
+        self._opened.close()
+
+    def __enter__(self) -> ProcessScenario:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _publish(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -128,7 +139,7 @@ class ProcessScenario:
 
     def all_commands(self) -> list[Message]:
         with self.store.transaction() as tx:
-            rows = tx.sql("SELECT type, schema_version, data FROM commands ORDER BY seq")
+            rows = commands.messages(tx)
         return [self.app.messages.decode(t, v, d) for t, v, d in rows]
 
     def commands(self) -> list[Message]:
@@ -141,19 +152,42 @@ class ProcessScenario:
         return self
 
     def timers(self, instance_id: str) -> list[tuple[str, float]]:
-        """(name, seconds from now) of the instance's pending timers."""
+        """(name, seconds from now) of the instance's pending timers, soonest first."""
         with self.store.transaction() as tx:
-            rows = tx.rows("list_timers", process=self.process.name, instance_id=instance_id)
-        return [(name, due - self.clock.now()) for name, due, _type in rows]
+            rows = timers.of_instance(tx, self.process.name, instance_id)
+        return [(t.name, t.due_at - self.clock.now()) for t in rows]
 
     def status(self, instance_id: str) -> str | None:
+        """ "active", "done", "new" (a message queued, none handled), or None (never routed)."""
         with self.store.transaction() as tx:
-            row = tx.row("get_instance", process=self.process.name, instance_id=instance_id)
-        return None if row is None else str(row[0])
+            row = instances.get(tx, self.process.name, instance_id)
+        return None if row is None else str(row.status)
 
     def state(self, instance_id: str) -> Any:
         with self.store.transaction() as tx:
-            row = tx.row("get_instance", process=self.process.name, instance_id=instance_id)
-        if row is None or row[1] is None:
+            row = instances.get(tx, self.process.name, instance_id)
+        if row is None or row.state is None:
             return None
-        return self.runtime.steps.decode_state(self.process, row[1])
+        return self.runtime.steps.decode_state(self.process, row.state)
+
+    def then_timers(self, instance_id: str, expected: dict[str, timedelta]) -> ProcessScenario:
+        """Assert the instance's pending timers exactly, as {name: time from now}
+        (`then_timers("c1", {"reminder": timedelta(days=3), "deadline": timedelta(days=14)})`)."""
+        got = {name: timedelta(seconds=round(left, 6)) for name, left in self.timers(instance_id)}
+        want = {str(name): due for name, due in expected.items()}
+        assert got == want, f"expected timers {want}, got {got}"
+        return self
+
+    def then_no_timers(self, instance_id: str) -> ProcessScenario:
+        return self.then_timers(instance_id, {})
+
+    def then_status(self, instance_id: str, expected: str | None) -> ProcessScenario:
+        """Assert the instance's status ("active", "done", ...; None: it does not exist)."""
+        got = self.status(instance_id)
+        assert got == expected, f"{self.process.name} {instance_id}: expected {expected}, got {got}"
+        return self
+
+    def then_state(self, instance_id: str, expected: Any) -> ProcessScenario:
+        got = self.state(instance_id)
+        assert got == expected, f"{self.process.name} {instance_id}: expected {expected}, got {got}"
+        return self

@@ -47,11 +47,11 @@ WHERE command_id = :command_id;
 
 -- name: retry_command
 UPDATE commands SET attempts = attempts + 1, error = :error, available_at = :available_at,
-  status = :status
+  status = :status, first_failed_at = COALESCE(first_failed_at, :now)
 WHERE command_id = :command_id;
 
 -- name: claim_commands
-SELECT command_id, type, schema_version, data, metadata, attempts FROM commands
+SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit;
 
 -- name: next_command_due
@@ -65,7 +65,7 @@ SELECT command_id, type, data, metadata, attempts, error FROM commands
 WHERE status = 'parked' ORDER BY seq;
 
 -- name: unpark_command
-UPDATE commands SET status = 'pending', available_at = :now, attempts = 0
+UPDATE commands SET status = 'pending', available_at = :now, attempts = 0, first_failed_at = NULL
 WHERE command_id = :command_id AND status = 'parked';
 
 -- name: skip_command
@@ -106,7 +106,7 @@ DELETE FROM inbox WHERE id = :id;
 
 -- name: fail_inbox
 UPDATE inbox SET attempts = attempts + 1, error = :error, available_at = :available_at,
-  parked = :parked
+  parked = :parked, first_failed_at = COALESCE(first_failed_at, :now)
 WHERE id = :id;
 
 -- name: next_inbox_due
@@ -144,7 +144,8 @@ SELECT id, process, instance_id, type, data, metadata, attempts, error FROM inbo
 WHERE parked = 1 ORDER BY id;
 
 -- name: unpark_inbox
-UPDATE inbox SET parked = 0, attempts = 0, available_at = :now WHERE id = :id AND parked = 1;
+UPDATE inbox SET parked = 0, attempts = 0, available_at = :now, first_failed_at = NULL
+WHERE id = :id AND parked = 1;
 
 -- name: skip_inbox
 DELETE FROM inbox WHERE id = :id AND parked = 1;
@@ -189,7 +190,8 @@ ON CONFLICT (batch_id) DO NOTHING;
 
 -- name: active_batches
 SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
-  max_in_flight, page_size, cursor, status, total, created_at, metadata
+  max_in_flight, page_size, cursor, status, total, created_at, metadata, completed_at,
+  superseded_by
 FROM batches WHERE status IN ('enumerating', 'running', 'cancelling') ORDER BY created_at, batch_id;
 
 -- name: get_batch
@@ -275,6 +277,38 @@ VALUES (?, ?, ?, ?, ?, ?);
 -- name: park_instance
 UPDATE process_instances SET parked = 1, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
+
+-- name: parked_instance_of
+SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1;
+
+-- name: consumer_failures
+SELECT name, position, attempts, first_failed_at, error, parked, until FROM consumer_failures
+ORDER BY name;
+
+-- name: record_consumer_failure
+INSERT INTO consumer_failures (name, position, attempts, first_failed_at, error, parked, until)
+VALUES (:name, :position, :attempts, :now, :error, :parked, :until)
+ON CONFLICT (name) DO UPDATE SET position = excluded.position, attempts = excluded.attempts,
+  first_failed_at = excluded.first_failed_at, error = excluded.error, parked = excluded.parked,
+  until = excluded.until;
+
+-- name: clear_consumer_failure
+DELETE FROM consumer_failures WHERE name = :name;
+
+-- name: next_consumer_due
+SELECT MIN(until) FROM consumer_failures WHERE until > :now AND parked = 0;
+
+-- name: count_inbox
+SELECT COUNT(*) FROM inbox;
+
+-- name: count_pending_commands
+SELECT COUNT(*) FROM commands WHERE status = 'pending';
+
+-- name: count_timers
+SELECT COUNT(*) FROM timers;
+
+-- name: list_commands
+SELECT type, schema_version, data FROM commands ORDER BY seq;
 
 -- name: active_batch_ids
 SELECT batch_id FROM batches WHERE status IN ('enumerating', 'running', 'cancelling')

@@ -1,23 +1,8 @@
 -- PostgreSQL-only variants: claims take row locks with SKIP LOCKED so that any number of
 -- worker processes share the work, each row (or whole process instance) going to one of them.
 
--- name: lock_appends
--- Gap-free reading (DESIGN §5). Identity values are drawn at INSERT time but become visible at
--- COMMIT, so two concurrent appenders can commit positions out of order, and a reader that
--- checkpoints "position > N" would silently skip the lower one. We serialise appenders with a
--- table lock held to commit: positions then become visible strictly in order, and `read_all`
--- stays a plain keyset scan that any external tool can reproduce. EXCLUSIVE mode blocks only
--- other writers of `events`; readers are never blocked. The cost is one appending transaction
--- at a time, which batching (hundreds of events a transaction) makes cheap. The xid8 /
--- pg_snapshot_xmin alternative avoids the lock but makes the public cursor a pair
--- (transaction id, position); we keep the simpler public contract.
-LOCK TABLE events IN EXCLUSIVE MODE;
-
--- name: try_singleton
-SELECT pg_try_advisory_xact_lock(hashtext(current_schema()), hashtext(:name));
-
 -- name: claim_commands
-SELECT command_id, type, schema_version, data, metadata, attempts FROM commands
+SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit
 FOR UPDATE SKIP LOCKED;
 
@@ -53,16 +38,14 @@ WHERE due_at <= :now ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED;
 -- The row as it is once locked: a row read before the lock may be stale (another worker
 -- moved its cursor, a step cancelled it).
 SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
-  max_in_flight, page_size, cursor, status, total, created_at, metadata
+  max_in_flight, page_size, cursor, status, total, created_at, metadata, completed_at,
+  superseded_by
 FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling')
 FOR UPDATE SKIP LOCKED;
 
--- name: wait_singleton
-SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(:name));
-
 -- name: inbox_of_instances
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
-  available_at, parked
+  available_at, parked, first_failed_at
 FROM inbox WHERE instance_id = ANY(:ids) ORDER BY id;
 
 -- name: read_streams

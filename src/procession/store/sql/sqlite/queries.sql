@@ -1,23 +1,15 @@
 -- SQLite-only variants. One process owns a SQLite store; BEGIN IMMEDIATE already serialises
 -- writers, so the claims and locks of the PostgreSQL adapter are plain reads here.
 
--- name: lock_appends
-SELECT 1;
-
--- name: try_singleton
-SELECT 1;
-
 -- name: lock_batch
 SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
-  max_in_flight, page_size, cursor, status, total, created_at, metadata
+  max_in_flight, page_size, cursor, status, total, created_at, metadata, completed_at,
+  superseded_by
 FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
-
--- name: wait_singleton
-SELECT 1;
 
 -- name: inbox_of_instances
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
-  available_at, parked
+  available_at, parked, first_failed_at
 FROM inbox WHERE instance_id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: read_streams

@@ -1,0 +1,138 @@
+"""Process instances and their inbox: deliveries, claims, failures, blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from procession.store.base import Tx
+from procession.store.work.records import ClaimedInstance, Delivery, InstanceRow, ParkedDelivery
+from procession.store.work.states import Routing
+
+Key = tuple[str, str]
+
+
+def claim(tx: Tx, now: float, limit: int) -> list[ClaimedInstance]:
+    """Instances with deliveries ready, oldest delivery first; on PostgreSQL locked whole
+    (SKIP LOCKED), so two workers never run steps of one instance at once."""
+    tx.run("claim_plan")
+    return tx.records(ClaimedInstance, "claim_instances", now=now, limit=limit, scan=limit * 8)
+
+
+def deliveries_of(tx: Tx, keys: Iterable[Key]) -> dict[Key, list[Delivery]]:
+    """Every delivery of the given instances, oldest first, in one query."""
+    wanted = set(keys)
+    found: dict[Key, list[Delivery]] = {}
+    if not wanted:
+        return found
+    ids = tx.store.backend.array_param(sorted({k[1] for k in wanted}))
+    for delivery in tx.records(Delivery, "inbox_of_instances", ids=ids):
+        key = (delivery.process, delivery.instance_id)
+        if key in wanted:
+            found.setdefault(key, []).append(delivery)
+    return found
+
+
+def deliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
+    """Queue deliveries (each row: process, instance_id, routing and the message columns),
+    creating the instances they are for."""
+    seen: set[Key] = set()
+    instances = []
+    for row in rows:
+        key = (row["process"], row["instance_id"])
+        if key not in seen:
+            seen.add(key)
+            instances.append({"process": key[0], "instance_id": key[1], "now": now})
+    tx.many("ensure_instance", instances)
+    tx.many("insert_inbox", [{"available_at": now, **row} for row in rows])
+
+
+def delivery_row(
+    process: str, instance_id: str, routing: Routing, message: dict[str, Any]
+) -> dict[str, Any]:
+    return {"process": process, "instance_id": instance_id, "routing": routing, **message}
+
+
+def consumed(tx: Tx, delivery_id: int) -> None:
+    tx.defer_any("delete_inbox", id=delivery_id)
+
+
+def failed(
+    tx: Tx, delivery_id: int, error: str, *, parked: bool, retry_at: float, now: float
+) -> None:
+    tx.defer_any(
+        "fail_inbox",
+        id=delivery_id,
+        error=error,
+        parked=int(parked),
+        available_at=retry_at,
+        now=now,
+    )
+
+
+def block(tx: Tx, key: Key, *, parked: bool, until: float) -> None:
+    tx.defer_any(
+        "block_instance", process=key[0], instance_id=key[1], parked=int(parked), until=until
+    )
+
+
+def unblock(tx: Tx, key: Key) -> None:
+    tx.defer_any("unblock_instance", process=key[0], instance_id=key[1])
+
+
+def park(tx: Tx, key: Key, now: float) -> None:
+    tx.defer_any("park_instance", process=key[0], instance_id=key[1], now=now)
+    block(tx, key, parked=True, until=0.0)
+
+
+def save(tx: Tx, key: Key, now: float, **fields: Any) -> None:
+    """The one save of a claimed instance in this transaction."""
+    tx.defer_any("save_instance", process=key[0], instance_id=key[1], now=now, **fields)
+
+
+def get(tx: Tx, process: str, instance_id: str) -> InstanceRow | None:
+    return tx.record(InstanceRow, "get_instance", process=process, instance_id=instance_id)
+
+
+def parked(tx: Tx) -> list[ParkedDelivery]:
+    return tx.records(ParkedDelivery, "parked_inbox")
+
+
+def parked_instance_of(tx: Tx, delivery_id: int) -> Key | None:
+    row = tx.row("parked_instance_of", id=delivery_id)
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def resume(tx: Tx, key: Key, now: float) -> None:
+    tx.run("resume_instance", process=key[0], instance_id=key[1], now=now)
+    tx.run("unblock_instance", process=key[0], instance_id=key[1])
+
+
+def retry_parked(tx: Tx, delivery_id: int, now: float) -> bool:
+    key = parked_instance_of(tx, delivery_id)
+    if key is None or not tx.run("unpark_inbox", id=delivery_id, now=now):
+        return False
+    resume(tx, key, now)
+    return True
+
+
+def skip_parked(tx: Tx, delivery_id: int, now: float) -> bool:
+    key = parked_instance_of(tx, delivery_id)
+    if key is None or not tx.run("skip_inbox", id=delivery_id):
+        return False
+    resume(tx, key, now)
+    return True
+
+
+def ready(tx: Tx, now: float) -> bool:
+    return tx.row("ready_inbox", now=now) is not None
+
+
+def next_due(tx: Tx, now: float) -> float | None:
+    """When an instance waiting out a retry may run again (parked ones wait for an operator)."""
+    due = tx.scalar("next_inbox_due", now=now)
+    return None if due is None else float(due)
+
+
+def count(tx: Tx) -> int:
+    return int(tx.scalar("count_inbox"))
