@@ -3,6 +3,7 @@
     procession worker --app package.module:app --db postgresql://... [--clock virtual]
     procession status --db URL [--json]
     procession parked --db URL [--json]        procession retry ID / skip ID --db URL
+    procession rewind CONSUMER POSITION --db URL
 
 Errors are printed as one line (no traceback) with a non-zero exit code.
 """
@@ -133,6 +134,24 @@ def skip(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
     if not ok:
         fail(f"no parked message {item_id!r}")
     emit({"id": item_id, "skipped": True}, as_json, lambda: typer.echo(f"skipped {item_id}"))
+
+
+@cli.command()
+def rewind(
+    consumer: Annotated[str, typer.Argument(help="router, or projection:<name>")],
+    position: Annotated[int, typer.Argument(help="it next reads the events after this one")],
+    db: DbOption,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a log consumer's checkpoint: a projection replays the events after POSITION, the
+    router re-routes them (process instances drop what they have already handled)."""
+    with open_store(db, create=False) as store:
+        was = operations.rewind(store, consumer, position)
+    emit(
+        {"consumer": consumer, "from": was, "to": position},
+        as_json,
+        lambda: typer.echo(f"{consumer}: {was} -> {position}"),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -115,7 +115,7 @@ def rewind(store: Store, consumer: str, to_position: int) -> int:
     with store.transaction() as tx:
         tx.wait_singleton(consumer)  # no worker is feeding it meanwhile
         known = consumers.checkpoints(tx)
-        if consumer not in known and not _is_consumer(consumer):
+        if consumer not in known:
             names = ", ".join(sorted(known)) or "none yet"
             raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
         head = tx.head_position()

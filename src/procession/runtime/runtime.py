@@ -375,6 +375,9 @@ class Runtime:
         if consumer not in self.log.consumers:
             names = ", ".join(sorted(self.log.consumers))
             raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
+        with self.store.transaction() as tx:  # one that has read nothing yet starts at 0
+            if consumer not in consumers.checkpoints(tx):
+                consumers.set_checkpoint(tx, consumer, 0)
         return operations.rewind(self.store, consumer, to_position)
 
     def batches(self, limit: int = 100) -> list[BatchProgress]:
