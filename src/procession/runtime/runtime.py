@@ -194,7 +194,7 @@ class Runtime:
         with self.coordination.exclusive_round() as alone:
             if not alone:
                 return "busy"
-            if self.run_once():
+            if self.coordination.others_may_work and self.run_once():
                 return "work"
             due = self.next_due()
             if until is not None and (due is None or due > until):

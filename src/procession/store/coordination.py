@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 class Coordination(Protocol):
     limits: Limits
+    others_may_work: bool
+    """Other workers may commit work between two of our rounds: before moving a shared
+    virtual clock, a round alone must confirm that nothing is ready."""
 
     def lock_appends(self, cursor: Cursor) -> None: ...
     def try_singleton(self, cursor: Cursor, name: str) -> bool: ...

@@ -73,6 +73,7 @@ class PostgresCoordination:
     and the append lock are held briefly."""
 
     limits = Limits()
+    others_may_work = True
 
     def __init__(self, url: str) -> None:
         self.url = url

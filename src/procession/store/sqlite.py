@@ -29,6 +29,7 @@ class SQLiteCoordination:
     is one transaction, which spares a commit per stage."""
 
     limits = Limits(log_page=4000, instances=1000, commands=2000, timers=4000)
+    others_may_work = False
 
     def lock_appends(self, cursor: Cursor) -> None:
         pass

@@ -2,6 +2,8 @@
 -- like the StrEnums in procession/store/work/states.py), failures keep their first time, and
 -- a log consumer (projection, router) that fails is parked at its event in a table of its own.
 -- SQLite cannot add a constraint to a table: each table is rebuilt under its new definition.
+-- process_instances_waiting is dropped: no query reads it, and every save of an instance
+-- paid for it (instances waiting out a retry are found through blocked_instances).
 CREATE TABLE commands_v3 (
   seq INTEGER PRIMARY KEY,
   command_id TEXT NOT NULL UNIQUE,
@@ -39,7 +41,6 @@ CREATE TABLE process_instances_v3 (
 INSERT INTO process_instances_v3 (process, instance_id, status, state, version, parked, last_position, seen, timers, wait_until, updated_at) SELECT process, instance_id, status, state, version, parked, last_position, seen, timers, wait_until, updated_at FROM process_instances;
 DROP TABLE process_instances;
 ALTER TABLE process_instances_v3 RENAME TO process_instances;
-CREATE INDEX process_instances_waiting ON process_instances (wait_until) WHERE wait_until > 0;
 CREATE TABLE batches_v3 (
   batch_id TEXT PRIMARY KEY,
   owner_process TEXT NOT NULL,
