@@ -4,6 +4,7 @@ apart in batch progress, and rewinding a log consumer."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 from procession import (
     Event,
     EventInfo,
+    MessageRegistry,
     ProcessionError,
     ProcessManager,
     Projection,
+    RetryPolicy,
     Route,
     Runtime,
     Schedule,
@@ -27,8 +30,11 @@ from procession import (
     open_store,
     start,
 )
+from procession.runtime import operations
+from procession.store.work import instances
 from procession.testing import ProcessScenario
 from tests.cli.test_procession_cli import one_json, procession
+from tests.engine.test_failures import Fragile
 from tests.support.toy import AccountOpened, OpenAccount, ReviewGroup, build_app
 
 
@@ -201,3 +207,53 @@ def test_procession_rewind_from_the_shell(tmp_path: Any) -> None:
     assert code == 2 and "beyond the log's head (1)" in str(one_json(out)["error"])
     code, out, _ = procession("rewind", "projection:nope", "0", "--db", url, "--json")
     assert code == 2 and "no log consumer" in str(one_json(out)["error"])
+
+
+class Boom(Exception):
+    pass
+
+
+def test_a_nested_transaction_joins_the_open_one_on_every_backend(store_url: str) -> None:
+    with open_store(store_url) as store:
+        with store.session(write=True) as session:
+            session.sql("CREATE TABLE IF NOT EXISTS nest (k TEXT PRIMARY KEY)")
+        with pytest.raises(Boom), store.transaction() as outer:
+            outer.sql("INSERT INTO nest (k) VALUES ('outer')")
+            with store.transaction() as inner:
+                assert inner.sql("SELECT k FROM nest") == [("outer",)]  # sees the outer write
+                inner.sql("INSERT INTO nest (k) VALUES ('inner')")
+            raise Boom  # the outer transaction rolls back: the inner write with it
+        with store.session() as session:
+            assert session.sql("SELECT k FROM nest") == []
+
+
+def test_the_runtime_leaves_the_store_it_is_given_as_it_was(store_url: str) -> None:
+    registry = MessageRegistry()
+    registry.register(Opened)
+    with open_store(store_url, registry) as store:
+        assert store.clock_kind == "system"
+        Runtime(build_app(), store, VirtualClock(store=store))
+        assert store.registry is registry
+        assert store.clock_kind == "virtual"  # a durable virtual clock is the store's own
+
+
+def test_operator_actions_use_the_stores_own_virtual_time(store_url: str) -> None:
+    app = build_app()
+    fragile = Fragile()
+    fragile.retry_policy = RetryPolicy(max_attempts=1)
+    app.process(fragile)
+    with open_store(store_url) as store:
+        clock = VirtualClock(store=store)
+        rt = Runtime(app, store, clock)
+        rt.send(OpenAccount(account_id="bad-1", group="g"))
+        rt.run_until_idle()
+        assert store.now() == clock.now() != pytest.approx(time.time(), abs=86400)
+        [item] = operations.parked(store)
+        assert operations.retry(store, item["id"])
+        with store.transaction() as tx:
+            [delivery] = [
+                d
+                for deliveries in instances.deliveries_of(tx, [("Fragile", "bad-1")]).values()
+                for d in deliveries
+            ]
+        assert delivery.available_at == clock.now()  # due at once, in the store's time
