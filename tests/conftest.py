@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 import pytest
+
+from tests.support import store_leaks
 
 PG_URL = os.environ.get("PROCESSION_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgres"]
@@ -66,3 +69,56 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
 def backend(store_url: str) -> str:
     return "sqlite" if store_url.startswith("sqlite") else "postgres"
 
+
+# -- tests close the stores they open ---------------------------------------------------------
+#
+# Every store opened during a test (by the test or by a function-scoped fixture) must be closed
+# when the test's fixtures are torn down; a store opened while a wider-scoped fixture was set
+# up must be closed when that fixture is torn down. The bookkeeping: tests/support/store_leaks.
+
+
+@pytest.fixture(autouse=True)
+def _stores_are_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves open a store it (or a function-scoped fixture) opened."""
+    start = store_leaks.next_serial()
+    yield
+    leaked = store_leaks.left_open(None, start)
+    if leaked:
+        pytest.fail(
+            f"{request.node.nodeid} left {len(leaked)} store(s) open: "
+            f"{store_leaks.describe(leaked)}. Close them: `with open_store(...) as store:`, "
+            "or in the teardown of the fixture that opened them.",
+            pytrace=False,
+        )
+
+
+def _owner(fixturedef: pytest.FixtureDef[Any]) -> str:
+    return f"{fixturedef.argname}@{id(fixturedef)}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Iterator[None]:
+    if fixturedef.scope == "function":
+        return (yield)
+    store_leaks.owners.append(_owner(fixturedef))
+    try:
+        return (yield)
+    finally:
+        store_leaks.owners.pop()
+
+
+def pytest_fixture_post_finalizer(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> None:
+    if fixturedef.scope == "function":
+        return
+    leaked = store_leaks.left_open(_owner(fixturedef))
+    if leaked:
+        pytest.fail(
+            f"the {fixturedef.scope}-scoped fixture {fixturedef.argname!r} (torn down after "
+            f"{request.node.nodeid}) left {len(leaked)} store(s) open: "
+            f"{store_leaks.describe(leaked)}",
+            pytrace=False,
+        )

@@ -376,8 +376,7 @@ def test_a_store_without_a_registry_knows_no_types(store_url: str) -> None:
         assert store.read_stream("s") == []
 
 
-def test_an_immediate_write_inside_a_failed_savepoint_is_undone(store_url: str) -> None:
-    store = open_store(store_url)
+def test_an_immediate_write_inside_a_failed_savepoint_is_undone(store: Store) -> None:
     with store.transaction() as tx:
         tx.sql("CREATE TABLE scratch (n INTEGER)")
     with store.transaction() as tx:

@@ -16,11 +16,11 @@ from procession import (
     Runtime,
     StepContext,
     VirtualClock,
-    open_store,
     start,
 )
 from procession.runtime import operations
 from procession.runtime.commands import HandlerRun
+from tests.engine.conftest import OpenStores
 from tests.support.toy import (
     AccountClosed,
     AccountFrozen,
@@ -47,8 +47,10 @@ def snapshot_app() -> App:
     return app
 
 
-def test_snapshots_are_written_every_n_events_and_loading_uses_them(store_url: str) -> None:
-    store = open_store(store_url)
+def test_snapshots_are_written_every_n_events_and_loading_uses_them(
+    store_url: str, open_stores: OpenStores
+) -> None:
+    store = open_stores(store_url)
     rt = Runtime(snapshot_app(), store, VirtualClock())
     rt.send(OpenAccount(account_id="s", group="g"))
     rt.send(Freeze(account_id="s", reason="one"))
@@ -84,12 +86,14 @@ class StrictStart(ProcessManager[dict[str, Any]]):
 
 
 @pytest.mark.parametrize("kind", ["start!", "continue!"])
-def test_strict_routing_fails_loudly_and_parks(store_url: str, kind: str) -> None:
+def test_strict_routing_fails_loudly_and_parks(
+    store_url: str, kind: str, open_stores: OpenStores
+) -> None:
     app = build_app()
     process = StrictStart()
     process.retry_policy = RetryPolicy(max_attempts=1)
     app.process(process)
-    store = open_store(store_url)
+    store = open_stores(store_url)
     rt = Runtime(app, store, VirtualClock())
     if kind == "start!":  # a second start of a running instance
         rt.send(OpenAccount(account_id="x", group="g"))

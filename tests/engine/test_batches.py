@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from procession import CancelBatch, Runtime, StartBatch, VirtualClock, open_store
+from procession import CancelBatch, Runtime, StartBatch, VirtualClock
 from procession.runtime.batches import Batch, BatchWorker, cancel
 from procession.store.work import batches
-from tests.engine.test_processing import events_of, make_runtime, setup_group
+from tests.engine.conftest import MakeRuntime, OpenStores
+from tests.engine.test_processing import events_of, setup_group
 from tests.support.toy import ReviewGroup, build_app
 
 
@@ -19,7 +20,9 @@ def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-un
         )
 
 
-def test_throttle_never_dispatches_more_than_max_in_flight(store_url: str) -> None:
+def test_throttle_never_dispatches_more_than_max_in_flight(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 130)  # the toy review throttles at 50 in flight, pages of 100
     rt.send(ReviewGroup(group="g1"))
@@ -36,7 +39,9 @@ def test_throttle_never_dispatches_more_than_max_in_flight(store_url: str) -> No
     assert item_statuses(store, "review-g1-1") == {"done": 130}
 
 
-def test_enumeration_pages_resume_from_the_durable_cursor(store_url: str) -> None:
+def test_enumeration_pages_resume_from_the_durable_cursor(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 250)
     rt.send(ReviewGroup(group="g1"))
@@ -57,7 +62,9 @@ def test_enumeration_pages_resume_from_the_durable_cursor(store_url: str) -> Non
         assert tx.sql("SELECT COUNT(DISTINCT target_id), COUNT(*) FROM batch_items") == [(250, 250)]
 
 
-def test_cancel_stops_pending_items_and_lets_in_flight_ones_finish(store_url: str) -> None:
+def test_cancel_stops_pending_items_and_lets_in_flight_ones_finish(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 120)
     rt.send(ReviewGroup(group="g1"))
@@ -76,7 +83,7 @@ def test_cancel_stops_pending_items_and_lets_in_flight_ones_finish(store_url: st
     assert len(events_of(store, "AccountThawed")) == 50
 
 
-def test_a_new_review_supersedes_the_running_one(store_url: str) -> None:
+def test_a_new_review_supersedes_the_running_one(store_url: str, make_runtime: MakeRuntime) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 120)
     rt.send(ReviewGroup(group="g1"))
@@ -102,8 +109,8 @@ def test_cancel_batch_effect_and_engine_message_types_are_public() -> None:
     assert CancelBatch("b").batch_id == "b"
 
 
-def test_progress_reports_counts_rate_and_eta(store_url: str) -> None:
-    store = open_store(store_url)
+def test_progress_reports_counts_rate_and_eta(store_url: str, open_stores: OpenStores) -> None:
+    store = open_stores(store_url)
     clock = VirtualClock()
     rt = Runtime(build_app(), store, clock)
     setup_group(rt, 10)
@@ -116,7 +123,9 @@ def test_progress_reports_counts_rate_and_eta(store_url: str) -> None:
     assert rt.progress("no-such-batch") is None
 
 
-def test_batches_lists_newest_first_with_their_owner(store_url: str) -> None:
+def test_batches_lists_newest_first_with_their_owner(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     _store, _, rt = make_runtime(store_url)
     setup_group(rt, 3)
     rt.send(ReviewGroup(group="g1"))

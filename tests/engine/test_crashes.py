@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from procession import Runtime, VirtualClock, open_store
+from tests.engine.conftest import OpenStores
 from tests.engine.test_processing import setup_group, snapshot
 from tests.support.faults import Crash, FaultInjector
 from tests.support.toy import ReviewGroup, build_app
@@ -66,8 +67,10 @@ def test_crash_at_every_statement_then_restart_matches_a_clean_run(
 
 
 @pytest.mark.parametrize("crash_at", [1, 2, 3])
-def test_crash_during_a_command_send_leaves_no_trace(store_url: str, crash_at: int) -> None:
-    store = open_store(store_url)
+def test_crash_during_a_command_send_leaves_no_trace(
+    store_url: str, crash_at: int, open_stores: OpenStores
+) -> None:
+    store = open_stores(store_url)
     rt = Runtime(build_app(), store, VirtualClock())
     injector = FaultInjector(store, crash_at)
     with pytest.raises(Crash):

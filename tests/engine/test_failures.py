@@ -12,9 +12,9 @@ from procession import (
     Runtime,
     StepContext,
     VirtualClock,
-    open_store,
 )
 from procession.runtime import operations
+from tests.engine.conftest import OpenStores
 from tests.support.toy import AccountOpened, build_app
 
 
@@ -42,11 +42,13 @@ class Fragile(ProcessManager[dict[str, Any]]):
         return {"seen": state["seen"] + 1}
 
 
-def test_failing_step_is_retried_then_parked_while_others_go_on(store_url: str) -> None:
+def test_failing_step_is_retried_then_parked_while_others_go_on(
+    store_url: str, open_stores: OpenStores
+) -> None:
     app = build_app()
     fragile = Fragile()
     app.process(fragile)
-    store = open_store(store_url)
+    store = open_stores(store_url)
     clock = VirtualClock()
     rt = Runtime(app, store, clock)
     from tests.support.toy import OpenAccount
@@ -76,10 +78,12 @@ def test_failing_step_is_retried_then_parked_while_others_go_on(store_url: str) 
     assert row == [("active", '{"seen":1}')]
 
 
-def test_skipping_a_parked_message_drops_it_and_releases_the_instance(store_url: str) -> None:
+def test_skipping_a_parked_message_drops_it_and_releases_the_instance(
+    store_url: str, open_stores: OpenStores
+) -> None:
     app = build_app()
     app.process(Fragile())
-    store = open_store(store_url)
+    store = open_stores(store_url)
     rt = Runtime(app, store, VirtualClock())
     from tests.support.toy import OpenAccount
 

@@ -12,16 +12,15 @@ from procession import (
     ProcessionError,
     Runtime,
     Store,
-    VirtualClock,
     open_store,
 )
 from procession.process.batch import completion_due
+from tests.engine.conftest import MakeRuntime
 from tests.support.toy import (
     Close,
     Freeze,
     OpenAccount,
     ReviewGroup,
-    build_app,
 )
 
 DAY = 86400.0
@@ -32,12 +31,6 @@ def setup_group(rt: Runtime, n: int, group: str = "g1") -> list[str]:
     for account_id in ids:
         rt.send(OpenAccount(account_id=account_id, group=group))
     return ids
-
-
-def make_runtime(url: str) -> tuple[Store, VirtualClock, Runtime]:
-    store = open_store(url)
-    clock = VirtualClock(store=store)
-    return store, clock, Runtime(build_app(), store, clock)
 
 
 def events_of(store: Store, type_: str) -> list[Any]:
@@ -53,7 +46,9 @@ def instances(store: Store, process: str) -> dict[str, tuple[str, str | None, in
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_batch_over_a_group_runs_every_item_to_its_outcome(store_url: str) -> None:
+def test_batch_over_a_group_runs_every_item_to_its_outcome(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, clock, rt = make_runtime(store_url)
     ids = setup_group(rt, 12)
     rt.send(Close(account_id=ids[3]))
@@ -87,7 +82,9 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def test_targets_born_after_the_fence_are_not_included(store_url: str) -> None:
+def test_targets_born_after_the_fence_are_not_included(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 5)
     rt.send(ReviewGroup(group="g1"))
@@ -101,7 +98,9 @@ def test_targets_born_after_the_fence_are_not_included(store_url: str) -> None:
     assert frozen.isdisjoint(late) and len(frozen) == 5
 
 
-def test_a_group_without_targets_completes_at_once(store_url: str) -> None:
+def test_a_group_without_targets_completes_at_once(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     rt.send(ReviewGroup(group="empty"))
     rt.run_until_idle()
@@ -110,7 +109,9 @@ def test_a_group_without_targets_completes_at_once(store_url: str) -> None:
     assert instances(store, "GroupReview")["empty"][0] == "done"
 
 
-def test_resent_command_returns_the_original_result_and_appends_nothing(store_url: str) -> None:
+def test_resent_command_returns_the_original_result_and_appends_nothing(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     first = rt.send(OpenAccount(account_id="x", group="g", command_id="cmd-1"))
     head = store.head_position()
@@ -120,7 +121,9 @@ def test_resent_command_returns_the_original_result_and_appends_nothing(store_ur
     assert store.head_position() == head
 
 
-def test_rejected_command_is_an_error_and_stores_nothing(store_url: str) -> None:
+def test_rejected_command_is_an_error_and_stores_nothing(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     rt.send(OpenAccount(account_id="x", group="g"))
     head = store.head_position()
@@ -133,7 +136,9 @@ def test_rejected_command_is_an_error_and_stores_nothing(store_url: str) -> None
         assert tx.sql("SELECT COUNT(*) FROM commands")[0][0] == 1
 
 
-def test_correlation_and_causation_flow_from_batch_to_every_message(store_url: str) -> None:
+def test_correlation_and_causation_flow_from_batch_to_every_message(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 2)
     rt.send(ReviewGroup(group="g1"))
@@ -151,7 +156,9 @@ def test_correlation_and_causation_flow_from_batch_to_every_message(store_url: s
     assert len(thaws) == 2 and all('"correlation_id":"review-g1-1"' in m for m in thaws)
 
 
-def test_redelivery_of_every_event_and_timer_changes_nothing(store_url: str) -> None:
+def test_redelivery_of_every_event_and_timer_changes_nothing(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     setup_group(rt, 4)
     rt.send(ReviewGroup(group="g1"))
@@ -224,7 +231,9 @@ def redeliver(store: Store, row: tuple[Any, ...]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["AccountFrozen", "TimerFired"])
-def test_a_message_delivered_twice_is_handled_once(store_url: str, kind: str) -> None:
+def test_a_message_delivered_twice_is_handled_once(
+    store_url: str, kind: str, make_runtime: MakeRuntime
+) -> None:
     store, clock, rt = make_runtime(store_url)
     rt.send(OpenAccount(account_id="a", group="g"))
     rt.send(Freeze(account_id="a", reason="r"))
@@ -241,7 +250,9 @@ def test_a_message_delivered_twice_is_handled_once(store_url: str, kind: str) ->
     assert instances(store, "FreezeWatch")["a"] == before, "and changed nothing"
 
 
-def test_send_many_is_all_or_nothing_and_idempotent(store_url: str) -> None:
+def test_send_many_is_all_or_nothing_and_idempotent(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
     store, _, rt = make_runtime(store_url)
     batch = [OpenAccount(account_id=f"m{i}", group="g", command_id=f"open-m{i}") for i in range(5)]
     results = rt.send_many(batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from procession import Runtime, VirtualClock, open_store
+from tests.engine.conftest import OpenStores
 from tests.engine.test_crashes import reset_pg
 from tests.engine.test_processing import setup_group
 from tests.support.faults import Crash, FaultInjector
@@ -55,8 +56,8 @@ def test_a_fault_between_any_two_statements_applies_each_event_once(
         assert project_with_crash(url, k)[0] == expected, f"crash at statement {k}"
 
 
-def test_rebuild_gives_the_same_rows_as_catch_up(store_url: str) -> None:
-    store = open_store(store_url)
+def test_rebuild_gives_the_same_rows_as_catch_up(store_url: str, open_stores: OpenStores) -> None:
+    store = open_stores(store_url)
     rt = Runtime(build_app(), store, VirtualClock())
     ids = setup_group(rt, 30)
     for account in ids[::3]:
@@ -67,8 +68,8 @@ def test_rebuild_gives_the_same_rows_as_catch_up(store_url: str) -> None:
     assert rows(store) == before
 
 
-def test_wait_for_brings_read_models_to_a_position(store_url: str) -> None:
-    store = open_store(store_url)
+def test_wait_for_brings_read_models_to_a_position(store_url: str, open_stores: OpenStores) -> None:
+    store = open_stores(store_url)
     rt = Runtime(build_app(), store, VirtualClock())
     setup_group(rt, 3)
     result = rt.send(Close(account_id="g1-a0001"))

@@ -17,10 +17,10 @@ from procession import (
     StepContext,
     TimerFired,
     VirtualClock,
-    open_store,
     start,
 )
 from procession.runtime import operations
+from tests.engine.conftest import OpenStores
 from tests.engine.test_processing import setup_group
 from tests.support.toy import (
     Account,
@@ -59,10 +59,12 @@ class Picky(ProcessManager[dict[str, Any]]):
         return {"n": state["n"] + 1}
 
 
-def test_parked_instances_with_queued_messages_do_not_starve_the_others(store_url: str) -> None:
+def test_parked_instances_with_queued_messages_do_not_starve_the_others(
+    store_url: str, open_stores: OpenStores
+) -> None:
     app = build_app()
     app.process(Picky())
-    store = open_store(store_url)
+    store = open_stores(store_url)
     # a claim scans 8 deliveries: ten parked instances with trailing messages fill it
     rt = Runtime(app, store, VirtualClock(), limits=Limits(instances=1))
     for i in range(10):
@@ -78,7 +80,9 @@ def test_parked_instances_with_queued_messages_do_not_starve_the_others(store_ur
     assert rt.quiescent(), "parked work waits for an operator; nothing else is left"
 
 
-def test_skipping_a_parked_batch_command_lets_the_batch_complete(store_url: str) -> None:
+def test_skipping_a_parked_batch_command_lets_the_batch_complete(
+    store_url: str, open_stores: OpenStores
+) -> None:
     app = build_app()
 
     def freeze(ctx: Any, command: Freeze) -> None:
@@ -87,7 +91,7 @@ def test_skipping_a_parked_batch_command_lets_the_batch_complete(store_url: str)
         ctx.execute(Account, command.account_id, command)
 
     app.command(Freeze, handler=freeze)
-    store = open_store(store_url)
+    store = open_stores(store_url)
     rt = Runtime(app, store, VirtualClock())
     setup_group(rt, 3)
     rt.send(ReviewGroup(group="g1"))
@@ -127,10 +131,11 @@ class Cancels(ProcessManager[dict[str, Any]]):
 
 def test_a_timer_cancelled_after_it_fired_but_before_it_was_handled_does_not_act(
     store_url: str,
+    open_stores: OpenStores,
 ) -> None:
     app = build_app()
     app.process(Cancels())
-    store = open_store(store_url)
+    store = open_stores(store_url)
     clock = VirtualClock()
     rt = Runtime(app, store, clock, skip=frozenset({"commands"}))
     rt.send(OpenAccount(account_id="a", group="g"))

@@ -45,21 +45,21 @@ def test_aggregate_scenario_reports_a_wrong_expectation() -> None:
 
 
 def test_process_scenario_with_virtual_time() -> None:
-    watch = ProcessScenario(FreezeWatch())
-    watch.when(AccountFrozen(account_id="a", reason="r")).then_commands()
-    assert [name for name, _ in watch.timers("a")] == ["remind-1", "remind-2", "thaw"]
-    assert [left for _, left in watch.timers("a")] == [1 * DAY, 2 * DAY, 3 * DAY]
-    watch.advance(days=2).then_commands()
-    assert watch.state("a").reminders == 2
-    watch.advance(days=1).then_commands(Thaw(account_id="a"))
-    watch.when(AccountThawed(account_id="a")).then_commands()
-    assert watch.status("a") == "done"
-    assert watch.timers("a") == []
+    with ProcessScenario(FreezeWatch()) as watch:
+        watch.when(AccountFrozen(account_id="a", reason="r")).then_commands()
+        assert [name for name, _ in watch.timers("a")] == ["remind-1", "remind-2", "thaw"]
+        assert [left for _, left in watch.timers("a")] == [1 * DAY, 2 * DAY, 3 * DAY]
+        watch.advance(days=2).then_commands()
+        assert watch.state("a").reminders == 2
+        watch.advance(days=1).then_commands(Thaw(account_id="a"))
+        watch.when(AccountThawed(account_id="a")).then_commands()
+        assert watch.status("a") == "done"
+        assert watch.timers("a") == []
 
 
 def test_process_scenario_closing_early_cancels_the_timers() -> None:
-    watch = ProcessScenario(FreezeWatch())
-    watch.given(AccountFrozen(account_id="b", reason="r")).advance(days=1)
-    watch.when(AccountClosed(account_id="b")).then_commands()
-    assert watch.status("b") == "done" and watch.timers("b") == []
-    watch.advance(days=5).then_commands()
+    with ProcessScenario(FreezeWatch()) as watch:
+        watch.given(AccountFrozen(account_id="b", reason="r")).advance(days=1)
+        watch.when(AccountClosed(account_id="b")).then_commands()
+        assert watch.status("b") == "done" and watch.timers("b") == []
+        watch.advance(days=5).then_commands()

@@ -91,21 +91,21 @@ def stop(workers: list[subprocess.Popen[bytes]]) -> list[int]:
 
 @pytest.mark.slow
 def test_two_workers_share_a_20k_batch_one_killed_half_way(pg_url: str) -> None:
-    store = seed(pg_url, ITEMS)
-    observer = Runtime(build_app(), store, VirtualClock(store=store))
-    observer.send(ReviewGroup(group="g"))
-    workers = [start_worker(pg_url), start_worker(pg_url)]
-    try:
-        wait_for_batch(observer, "review-g-1", timeout=400, until_done=ITEMS // 4)
-        workers[0].kill()  # SIGKILL: its open transaction dies with it
-        workers[0].wait()
-        workers.append(start_worker(pg_url))
-        wait_for_batch(observer, "review-g-1", timeout=600)
-        wait_until_quiescent(observer, timeout=300)  # the last steps follow the outcomes
-    finally:
-        codes = stop(workers)
-    assert codes[1:] == [0, 0], "the survivors stop gracefully on SIGTERM"
-    assert_exactly_once(store)
+    with seed(pg_url, ITEMS) as store:
+        observer = Runtime(build_app(), store, VirtualClock(store=store))
+        observer.send(ReviewGroup(group="g"))
+        workers = [start_worker(pg_url), start_worker(pg_url)]
+        try:
+            wait_for_batch(observer, "review-g-1", timeout=400, until_done=ITEMS // 4)
+            workers[0].kill()  # SIGKILL: its open transaction dies with it
+            workers[0].wait()
+            workers.append(start_worker(pg_url))
+            wait_for_batch(observer, "review-g-1", timeout=600)
+            wait_until_quiescent(observer, timeout=300)  # the last steps follow the outcomes
+        finally:
+            codes = stop(workers)
+        assert codes[1:] == [0, 0], "the survivors stop gracefully on SIGTERM"
+        assert_exactly_once(store)
 
 
 def assert_exactly_once(store: Store) -> None:

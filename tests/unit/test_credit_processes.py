@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from credit_contracts.domain.messages import (
     CompleteCreditChange,
@@ -189,12 +192,14 @@ def test_the_contracts_end_completes_the_instance() -> None:
 # -- the same process through the engine, with virtual days (procession.testing) -----------
 
 
-def confirmation_scenario() -> ProcessScenario:
-    return ProcessScenario(ContractConfirmationProcessor()).given(REVOKED)
+@pytest.fixture
+def scenario() -> Iterator[ProcessScenario]:
+    """A confirmation revoked at day 0; the scenario's in-memory store is closed afterwards."""
+    with ProcessScenario(ContractConfirmationProcessor()) as opened:
+        yield opened.given(REVOKED)
 
 
-def test_reminders_on_day_3_and_7_then_termination_on_day_14() -> None:
-    scenario = confirmation_scenario()
+def test_reminders_on_day_3_and_7_then_termination_on_day_14(scenario: ProcessScenario) -> None:
     assert sorted(scenario.timers("k")) == [
         ("deadline", 14 * DAY),
         ("reminder-1", 3 * DAY),
@@ -210,8 +215,10 @@ def test_reminders_on_day_3_and_7_then_termination_on_day_14() -> None:
     assert scenario.status("k") == "done"
 
 
-def test_a_signature_on_day_5_is_reconfirmed_and_silences_the_timers() -> None:
-    scenario = confirmation_scenario().advance(days=5)
+def test_a_signature_on_day_5_is_reconfirmed_and_silences_the_timers(
+    scenario: ProcessScenario,
+) -> None:
+    scenario.advance(days=5)
     scenario.when(RESIGNED).then_commands(
         ReconfirmContract(contract_id="k", resigned_position=scenario.store.head_position())
     )
