@@ -181,7 +181,11 @@ class App:
             for _, template in process.starts_batches
             if template not in self.templates
         ]
-        missing = [t.__name__ for t in routed_types(process) if t not in process.interested_in]
+        missing = [  # a base class is covered by the subclasses declared (they are routed)
+            t.__name__
+            for t in routed_types(process)
+            if not any(issubclass(declared, t) for declared in process.interested_in)
+        ]
         if missing:
             problems.append(
                 f"process {name!r}: interested() takes {', '.join(missing)}, which "

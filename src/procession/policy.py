@@ -105,3 +105,20 @@ DEFAULT_POLICY = RetryPolicy()
 def describe(error: BaseException) -> str:
     """An error as stored and shown to operators: its type and message on one line."""
     return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def consult(on_error: OnError, failure: Failure) -> tuple[Decision, str]:
+    """Ask `on_error` about a failure: its decision, and the error to store.
+
+    A hook that raises, or returns no decision (say None), parks the thing that failed, and
+    the stored error says why: a mistake in the hook must stop that one thing, never the
+    stage (every other instance, command or consumer) it runs in, nor drop the message.
+    """
+    error = describe(failure.error)
+    try:
+        decision = on_error(failure)
+    except Exception as exc:
+        return Park(), f"{error} (and its on_error failed: {describe(exc)})"
+    if not isinstance(decision, Retry | Park | SkipMessage):
+        return Park(), f"{error} (and its on_error returned {decision!r}, not a decision)"
+    return decision, error

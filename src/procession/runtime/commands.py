@@ -17,7 +17,7 @@ from procession.app import App
 from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
 from procession.ids import new_id
 from procession.messages import Command
-from procession.policy import Failure, Park, Retry, SkipMessage, describe
+from procession.policy import Decision, Failure, Park, Retry, SkipMessage, consult, describe
 from procession.runtime import batches
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Store, Tx, encode_json
@@ -309,17 +309,21 @@ class CommandBus:
             message=command,
             subject=f"command:{row.type}",
         )
-        decision = Park() if command is None else self.app.command_policy(type(command))(failure)
+        decision: Decision
+        if command is None:  # it cannot be decoded: nothing to decide about
+            decision, error = Park(), describe(exc)
+        else:
+            decision, error = consult(self.app.command_policy(type(command)), failure)
         if isinstance(decision, SkipMessage):
-            outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, describe(exc))
+            outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, error)
             if meta is not None and "batch_id" in meta:
-                batches.ack_item(tx, meta, ItemStatus.SKIPPED, describe(exc), now)
+                batches.ack_item(tx, meta, ItemStatus.SKIPPED, error, now)
             return
         delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
         outbox.failed(
             tx,
             row.command_id,
-            describe(exc),
+            error,
             parked=isinstance(decision, Park),
             retry_at=now + delay,
             now=now,

@@ -19,7 +19,15 @@ from datetime import timedelta
 
 from procession.app import App
 from procession.messages import Message
-from procession.policy import DEFAULT_POLICY, Failure, OnError, Retry, SkipMessage, describe
+from procession.policy import (
+    DEFAULT_POLICY,
+    Failure,
+    OnError,
+    Retry,
+    SkipMessage,
+    consult,
+    describe,
+)
 from procession.runtime.projector import FailedAt, Projector, checkpoint_name
 from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
@@ -115,7 +123,7 @@ class LogConsumers:
             message=self.decoded(rows[failed.index]),
             subject=consumer.name,
         )
-        decision = consumer.on_error(failure)
+        decision, error = consult(consumer.on_error, failure)
         log.warning(
             "%s failed at position %d (attempt %d): %s",
             consumer.name,
@@ -133,7 +141,7 @@ class LogConsumers:
             consumer.name,
             failed.position,
             failure.attempt,
-            describe(failed.error),
+            error,
             parked=not isinstance(decision, Retry),
             until=now + delay.total_seconds(),
             now=failure.first_failed_at,

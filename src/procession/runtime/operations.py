@@ -11,7 +11,7 @@ from typing import Any
 from procession.errors import ProcessionError
 from procession.runtime.batches import ack_item
 from procession.runtime.envelope import load_meta
-from procession.store.base import Store
+from procession.store.base import Store, Tx
 from procession.store.work import ItemStatus, commands, consumers, instances, timers
 
 
@@ -91,7 +91,7 @@ def skip(store: Store, item_id: str) -> bool:
     now = store.now()
     with store.transaction() as tx:
         if item_id.isdigit():
-            return instances.skip_parked(tx, int(item_id), now)
+            return _skip_delivery(tx, int(item_id), now)
         if _is_consumer(item_id):
             failure = consumers.failures(tx).get(item_id)
             if failure is None or not failure.parked:
@@ -104,6 +104,23 @@ def skip(store: Store, item_id: str) -> bool:
         if "batch_id" in meta:  # its batch item will never be acknowledged otherwise
             ack_item(tx, meta, ItemStatus.SKIPPED, "skipped by an operator", now)
         return True
+
+
+def _skip_delivery(tx: Tx, delivery_id: int, now: float) -> bool:
+    """Discard a parked delivery; an event counts as handled by its instance (as a step's
+    `SkipMessage` does), so a rewound router's redelivery of it is dropped, not run."""
+    found = next((d for d in instances.parked(tx) if d.id == delivery_id), None)
+    if found is None or not instances.skip_parked(tx, delivery_id, now):
+        return False
+    position = load_meta(found.metadata).get("position")
+    if position is not None:
+        tx.sql(
+            "UPDATE process_instances SET last_position = :position"
+            " WHERE process = :process AND instance_id = :instance_id"
+            " AND last_position < :position",
+            {"position": int(position), "process": found.process, "instance_id": found.instance_id},
+        )
+    return True
 
 
 def rewind(store: Store, consumer: str, to_position: int) -> int:

@@ -17,7 +17,7 @@ from procession.app import App
 from procession.errors import ProcessError
 from procession.ids import derived_id
 from procession.messages import Command, Message
-from procession.policy import Failure, Park, Retry, describe
+from procession.policy import Decision, Failure, Park, Retry, consult, describe
 from procession.process.effects import (
     CancelBatch,
     CancelTimer,
@@ -203,7 +203,7 @@ class StepRunner:
                     inst.wait_until, inst.changed = 0.0, True
             except Exception as exc:
                 inst.restore(before)
-                self.failed(tx, inst, delivery, message, exc, now)
+                self.failed(tx, inst, delivery, message, meta, exc, now)
                 break
         return steps
 
@@ -213,6 +213,7 @@ class StepRunner:
         inst: Instance,
         delivery: Delivery,
         message: Message | None,
+        meta: dict[str, Any],
         exc: Exception,
         now: float,
     ) -> None:
@@ -224,8 +225,11 @@ class StepRunner:
             message=message,
             subject=f"process:{inst.process.name}/{inst.instance_id}",
         )
-        decision = inst.process.on_error(failure) if message is not None else Park()
-        error = describe(exc)
+        decision: Decision
+        if message is None:  # it cannot be decoded: nothing to decide about
+            decision, error = Park(), describe(exc)
+        else:
+            decision, error = consult(inst.process.on_error, failure)
         if isinstance(decision, Retry):
             retry_at = now + decision.delay.total_seconds()
             instances.failed(tx, delivery.id, error, parked=False, retry_at=retry_at, now=now)
@@ -233,8 +237,12 @@ class StepRunner:
         elif isinstance(decision, Park):
             instances.failed(tx, delivery.id, error, parked=True, retry_at=now, now=now)
             inst.parked, inst.changed = True, True
-        else:
+        else:  # dropped for good: counted as handled, so a redelivery of it is dropped too
             instances.consumed(tx, delivery.id)
+            if "timer" in meta and not inst.timer_is_stale(meta):
+                del inst.timers[meta["timer"]]  # it fired: it is no longer set
+            inst.mark_handled(meta)
+            inst.wait_until, inst.changed = 0.0, True
 
     def step(
         self,
