@@ -191,7 +191,11 @@ class App:
                 f"process {name!r}: interested() takes {', '.join(missing)}, which "
                 "interested_in omits (they would never be routed to it)"
             )
-        unknown = [t.__name__ for t in process.interested_in if not self.messages.knows_class(t)]
+        unknown = [
+            t.__name__
+            for t in process.interested_in
+            if not any(issubclass(c, t) for c in self.messages.classes())
+        ]
         if unknown:
             problems.append(f"process {name!r} is interested in unregistered {', '.join(unknown)}")
         if not process.interested_in and type(process).interested is not ProcessManager.interested:

@@ -110,6 +110,10 @@ class MessageRegistry:
     def knows_class(self, cls: type[Message]) -> bool:
         return cls in self._by_cls
 
+    def classes(self) -> list[type[Message]]:
+        """Every registered message class."""
+        return list(self._by_cls)
+
     def encode(self, message: Message) -> tuple[str, int, str]:
         """(name, schema version, JSON text) of a registered message."""
         mtype = self.type_of(message)

@@ -249,3 +249,34 @@ def test_an_annotation_naming_a_base_class_is_covered_by_its_declared_subclasses
 
     app.process(Narrower())
     assert "process 'Narrower': interested() takes Left" in refusal(app)
+
+
+class ByBaseOnly(ProcessManager[dict[str, Any]]):
+    """Declared by a base class alone: every registered subclass is routed to it."""
+
+    name = "ByBaseOnly"
+
+    def initial(self) -> dict[str, Any]:
+        return {"seen": []}
+
+    def interested(self, event: AccountEvent) -> Route | None:
+        return start(event.account_id)
+
+    def evolve(self, state: dict[str, Any], message: Message) -> dict[str, Any]:
+        return {"seen": [*state["seen"], type(message).__name__]}
+
+
+def test_a_base_class_routes_every_registered_subclass_end_to_end(store_url: str) -> None:
+    app = build_app()
+    app.register(Joined, Left)
+    process = ByBaseOnly()
+    app.process(process)
+    assert process.interested_in == (AccountEvent,)
+    app.check()  # AccountEvent itself is not registered, but its subclasses are
+    with open_store(store_url, app.messages) as store:
+        rt = Runtime(app, store, VirtualClock())
+        store.append("Member-m", [Joined(account_id="m"), Left(account_id="m")])
+        rt.run_until_idle()
+        with store.transaction() as tx:
+            rows = tx.sql("SELECT state FROM process_instances WHERE process = 'ByBaseOnly'")
+    assert rows == [('{"seen":["Joined","Left"]}',)]

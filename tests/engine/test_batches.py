@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from procession import CancelBatch, Runtime, StartBatch, VirtualClock
+from procession import App, CancelBatch, Runtime, StartBatch, VirtualClock
 from procession.runtime.batches import Batch, BatchWorker, cancel
 from procession.store.work import batches
 from tests.engine.conftest import MakeRuntime, OpenStores
 from tests.engine.test_processing import events_of, setup_group
-from tests.support.toy import ReviewGroup, build_app
+from tests.support.toy import Freeze, ReviewGroup, build_app
 
 
 def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -105,7 +105,10 @@ def test_a_new_review_supersedes_the_running_one(store_url: str, make_runtime: M
 
 def test_cancel_batch_effect_and_engine_message_types_are_public() -> None:
     spec = StartBatch(batch_id="b", source="s", template="t", fence=1)
-    assert spec.max_in_flight == 1000 and spec.await_outcome
+    assert spec.max_in_flight == 1000 and spec.await_outcome is None  # as the template says
+    app = App("defaults")
+    app.batch_template("t", lambda target, params: Freeze(account_id=target, reason="r"))
+    assert app.templates["t"].awaits_outcome  # and a template awaits outcomes by default
     assert CancelBatch("b").batch_id == "b"
 
 

@@ -55,6 +55,7 @@ from tests.support.toy import (
     ReviewGroup,
     accounts_of_group,
     build_app,
+    freeze_template,
 )
 
 # -- a projection that fails on one account -----------------------------------------------------
@@ -474,6 +475,8 @@ def test_on_error_gets_the_failure_context_across_retries(store_url: str) -> Non
         assert {f.subject for f in failing.failures} == {"process:Failing/a"}
         assert all(isinstance(f.message, AccountFrozen) for f in failing.failures)
         assert str(failing.failures[0].error) == "cannot handle the freeze of a"
+        previous = "RuntimeError: cannot handle the freeze of a"
+        assert [f.last_error for f in failing.failures] == [None, previous, previous]
         [parked] = operations.parked(store)
         assert (parked["process"], parked["instance_id"], parked["attempts"]) == (
             "Failing",
@@ -735,6 +738,7 @@ def test_each_command_type_has_its_own_policy(store_url: str) -> None:
         assert [f.attempt for f in failures] == [1, 2]
         assert {f.first_failed_at for f in failures} == {t0}
         assert {f.subject for f in failures} == {"command:Ping"}
+        assert [f.last_error for f in failures] == [None, "RuntimeError: Ping is down"]
         assert all(isinstance(f.message, Ping) for f in failures)
         assert rt.quiescent()
 
@@ -910,3 +914,20 @@ def test_a_batch_awaiting_outcomes_in_an_app_without_any_parks_its_instance(
         assert good is not None and (good.status, good.done) == ("completed", 2)
         assert rt.progress("touch-s-awaits") is None
         assert rt.quiescent()
+
+
+def test_a_template_registered_without_outcomes_finishes_items_when_their_command_runs(
+    store_url: str,
+) -> None:
+    """StartBatch.await_outcome left unset follows the template's declaration: here the
+    items finish as soon as Freeze has run, without waiting for the thaw (an outcome)."""
+    app = build_app()
+    app.batch_template("freeze", freeze_template, awaits_outcome=False)
+    with open_store(store_url) as store:
+        rt = Runtime(app, store, VirtualClock())
+        open_accounts(rt, "g1-a1", "g1-a2")
+        rt.send(ReviewGroup(group="g1"))
+        rt.run_until_idle_no_advance()  # no virtual time passes: no thaw has happened
+        progress = rt.progress("review-g1-1")
+        assert progress is not None
+        assert (progress.status, progress.done, progress.awaiting) == ("completed", 2, 0)

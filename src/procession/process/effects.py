@@ -43,7 +43,8 @@ class StartBatch(msgspec.Struct, frozen=True):
       position of the event that triggered the batch).
     - `max_in_flight`: commands dispatched and not yet executed, at most.
     - `await_outcome`: an item finishes on a correlated outcome event
-      (`App.batch_outcome`); otherwise when its command succeeds.
+      (`App.batch_outcome`); otherwise when its command succeeds. None (the default): as
+      the template was registered (`App.batch_template(..., awaits_outcome=...)`).
     - `supersedes`: a batch this one replaces: its not-yet-dispatched items are cancelled.
     """
 
@@ -54,7 +55,7 @@ class StartBatch(msgspec.Struct, frozen=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     max_in_flight: int = 1000
     page_size: int = 1000
-    await_outcome: bool = True
+    await_outcome: bool | None = None
     supersedes: str | None = None
 
 

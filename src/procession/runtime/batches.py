@@ -37,17 +37,22 @@ from procession.store.work import (
 log = logging.getLogger("procession")
 
 
-def check_start(app: App, spec: StartBatch) -> None:
-    """Refuse, while the step runs (so its instance parks), a batch the app cannot run."""
+def check_start(app: App, spec: StartBatch) -> StartBatch:
+    """Refuse, while the step runs (so its instance parks), a batch the app cannot run; the
+    spec with `await_outcome` resolved (None: as its template was registered)."""
     if spec.source not in app.sources:
         raise ConfigurationError(f"batch {spec.batch_id}: unknown target source {spec.source!r}")
-    if spec.template not in app.templates:
+    template = app.templates.get(spec.template)
+    if template is None:
         raise ConfigurationError(f"batch {spec.batch_id}: unknown template {spec.template!r}")
+    if spec.await_outcome is None:
+        spec = msgspec.structs.replace(spec, await_outcome=template.awaits_outcome)
     if spec.await_outcome and not app.outcomes:
         raise ConfigurationError(
             f"batch {spec.batch_id} awaits outcomes, but the app declares none "
             "(App.batch_outcome): it could never complete"
         )
+    return spec
 
 
 def start(

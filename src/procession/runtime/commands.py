@@ -306,6 +306,7 @@ class CommandBus:
             error=exc,
             attempt=row.attempts + 1,
             first_failed_at=row.first_failed_at or now,
+            last_error=row.error,
             message=command,
             subject=f"command:{row.type}",
         )

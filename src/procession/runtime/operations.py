@@ -114,12 +114,7 @@ def _skip_delivery(tx: Tx, delivery_id: int, now: float) -> bool:
         return False
     position = load_meta(found.metadata).get("position")
     if position is not None:
-        tx.sql(
-            "UPDATE process_instances SET last_position = :position"
-            " WHERE process = :process AND instance_id = :instance_id"
-            " AND last_position < :position",
-            {"position": int(position), "process": found.process, "instance_id": found.instance_id},
-        )
+        instances.handled_up_to(tx, (found.process, found.instance_id), int(position))
     return True
 
 

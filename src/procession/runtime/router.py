@@ -25,9 +25,10 @@ class Router:
     def __init__(self, app: App) -> None:
         self.app = app
         self.by_type: dict[type[Message], list[ProcessManager[Any]]] = defaultdict(list)
-        for process in app.processes.values():
-            for event_type in process.interested_in:
-                self.by_type[event_type].append(process)
+        for process in app.processes.values():  # a declared base class routes its subclasses
+            for cls in app.messages.classes():
+                if any(issubclass(cls, declared) for declared in process.interested_in):
+                    self.by_type[cls].append(process)
         wanted = set(self.by_type) | set(app.outcomes)
         self.names = {app.messages.type_of_class(t).name for t in wanted}
 

@@ -222,6 +222,7 @@ class StepRunner:
             error=exc,
             attempt=delivery.attempts + 1,
             first_failed_at=delivery.first_failed_at or now,
+            last_error=delivery.error,
             message=message,
             subject=f"process:{inst.process.name}/{inst.instance_id}",
         )
@@ -310,9 +311,9 @@ class StepRunner:
             inst.timers.pop(effect.name, None)
             timers.cancel(tx, name, inst.instance_id, effect.name)
         elif isinstance(effect, StartBatch):
-            batches.check_start(self.app, effect)
+            spec = batches.check_start(self.app, effect)
             meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
-            batches.start(tx, name, inst.instance_id, effect, meta, now)
+            batches.start(tx, name, inst.instance_id, spec, meta, now)
         elif isinstance(effect, CancelBatch):
             batches.cancel(tx, effect.batch_id, now)
         elif isinstance(effect, Complete):

@@ -51,7 +51,8 @@ UPDATE commands SET attempts = attempts + 1, error = :error, available_at = :ava
 WHERE command_id = :command_id;
 
 -- name: claim_commands
-SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at FROM commands
+SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at, error
+FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit;
 
 -- name: next_command_due
@@ -277,6 +278,11 @@ VALUES (?, ?, ?, ?, ?, ?);
 -- name: park_instance
 UPDATE process_instances SET parked = 1, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
+
+-- name: raise_last_position
+-- A skipped event counts as handled by its instance: a redelivery of it is dropped.
+UPDATE process_instances SET last_position = :position
+WHERE process = :process AND instance_id = :instance_id AND last_position < :position;
 
 -- name: parked_instance_of
 SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1;

@@ -124,6 +124,11 @@ def skip_parked(tx: Tx, delivery_id: int, now: float) -> bool:
     return True
 
 
+def handled_up_to(tx: Tx, key: Key, position: int) -> None:
+    """Count the events up to `position` as handled by the instance (a skip)."""
+    tx.run("raise_last_position", process=key[0], instance_id=key[1], position=position)
+
+
 def ready(tx: Tx, now: float) -> bool:
     return tx.row("ready_inbox", now=now) is not None
 

@@ -36,6 +36,7 @@ class Delivery(msgspec.Struct):
     available_at: float
     parked: int
     first_failed_at: float | None
+    error: str | None
 
 
 class InstanceRow(msgspec.Struct):
@@ -64,6 +65,7 @@ class ClaimedCommand(msgspec.Struct):
     metadata: str
     attempts: int
     first_failed_at: float | None
+    error: str | None
 
 
 class KnownCommand(msgspec.Struct):

@@ -2,7 +2,8 @@
 -- worker processes share the work, each row (or whole process instance) going to one of them.
 
 -- name: claim_commands
-SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at FROM commands
+SELECT command_id, type, schema_version, data, metadata, attempts, first_failed_at, error
+FROM commands
 WHERE status = 'pending' AND available_at <= :now ORDER BY available_at, seq LIMIT :limit
 FOR UPDATE SKIP LOCKED;
 
@@ -45,7 +46,7 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: inbox_of_instances
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
-  available_at, parked, first_failed_at
+  available_at, parked, first_failed_at, error
 FROM inbox WHERE instance_id = ANY(:ids) ORDER BY id;
 
 -- name: read_streams

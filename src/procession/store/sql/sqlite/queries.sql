@@ -9,7 +9,7 @@ FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running',
 
 -- name: inbox_of_instances
 SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
-  available_at, parked, first_failed_at
+  available_at, parked, first_failed_at, error
 FROM inbox WHERE instance_id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: read_streams
