@@ -107,14 +107,18 @@ def describe(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
-def consult(on_error: OnError, failure: Failure) -> tuple[Decision, str]:
+def consult(on_error: OnError | None, failure: Failure) -> tuple[Decision, str]:
     """Ask `on_error` about a failure: its decision, and the error to store.
+
+    None for a message that cannot even be decoded: nothing can decide about it, it parks.
 
     A hook that raises, or returns no decision (say None), parks the thing that failed, and
     the stored error says why: a mistake in the hook must stop that one thing, never the
     stage (every other instance, command or consumer) it runs in, nor drop the message.
     """
     error = describe(failure.error)
+    if on_error is None:
+        return Park(), error
     try:
         decision = on_error(failure)
     except Exception as exc:

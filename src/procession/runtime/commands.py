@@ -17,7 +17,7 @@ from procession.app import App
 from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
 from procession.ids import new_id
 from procession.messages import Command
-from procession.policy import Decision, Failure, Park, Retry, SkipMessage, consult, describe
+from procession.policy import Failure, Park, Retry, SkipMessage, consult
 from procession.runtime import batches
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Store, Tx, encode_json
@@ -310,11 +310,8 @@ class CommandBus:
             message=command,
             subject=f"command:{row.type}",
         )
-        decision: Decision
-        if command is None:  # it cannot be decoded: nothing to decide about
-            decision, error = Park(), describe(exc)
-        else:
-            decision, error = consult(self.app.command_policy(type(command)), failure)
+        hook = None if command is None else self.app.command_policy(type(command))
+        decision, error = consult(hook, failure)
         if isinstance(decision, SkipMessage):
             outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, error)
             if meta is not None and "batch_id" in meta:

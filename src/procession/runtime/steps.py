@@ -17,7 +17,7 @@ from procession.app import App
 from procession.errors import ProcessError
 from procession.ids import derived_id
 from procession.messages import Command, Message
-from procession.policy import Decision, Failure, Park, Retry, consult, describe
+from procession.policy import Failure, Park, Retry, consult, describe
 from procession.process.effects import (
     CancelBatch,
     CancelTimer,
@@ -226,11 +226,7 @@ class StepRunner:
             message=message,
             subject=f"process:{inst.process.name}/{inst.instance_id}",
         )
-        decision: Decision
-        if message is None:  # it cannot be decoded: nothing to decide about
-            decision, error = Park(), describe(exc)
-        else:
-            decision, error = consult(inst.process.on_error, failure)
+        decision, error = consult(None if message is None else inst.process.on_error, failure)
         if isinstance(decision, Retry):
             retry_at = now + decision.delay.total_seconds()
             instances.failed(tx, delivery.id, error, parked=False, retry_at=retry_at, now=now)
