@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
 from procession import clikit
 from procession.app import App
-from procession.errors import ProcessionError
+from procession.errors import ProcessionError, StoreUnavailable
+from procession.policy import describe
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.runtime import Runtime
@@ -81,20 +84,71 @@ def worker(
     until_idle: Annotated[bool, typer.Option(help="stop when no work is ready")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (graceful: the current transaction finishes)."""
+    """Run a worker until SIGTERM/SIGINT (graceful: the current transaction finishes).
+
+    On PostgreSQL a database that cannot be reached, from start-up on, or a connection that
+    drops or is refused never ends it: the failure is logged, and it backs off (up to 5 s)
+    and reconnects.
+    """
     application = load_app(app)
-    store = open_store(db)
-    runtime = Runtime(application, store, make_clock(clock, store))
+    if clock not in ("system", "virtual"):  # before connecting: retrying would not mend it
+        fail(f"--clock must be system or virtual, not {clock!r}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    typer.echo(f"worker started on {store.backend.name}", err=True)
     started = time.monotonic()
-    if until_idle:
-        runtime.run_until_idle()
-    else:
-        runtime.run_forever(stop)
-    store.close()
+    reconnects = urlsplit(db).scheme in ("postgresql", "postgres")
+
+    def unreachable(exc: Exception) -> bool:
+        """The database refused or dropped us (not: a bad URL, schema or app)."""
+        from procession.store.postgres import connection_fault, misconfigured  # psycopg: lazily
+
+        if not reconnects or misconfigured(exc):
+            return False
+        return isinstance(exc, StoreUnavailable) or connection_fault(exc)
+
+    def retrying(what: str, action: Callable[[], Any]) -> Any:
+        """`action()`, tried again while the database cannot be reached; None if stopped."""
+        failures = 0
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                return action()
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                # in a row: a run that went on for a while before it failed starts afresh
+                failures = 1 if time.monotonic() - began > 1.0 else failures + 1
+                delay = min(0.05 * 2 ** min(failures, 16), 5.0)  # as run_forever does
+                logging.getLogger("procession").error(
+                    "worker %s failed (%d in a row), retrying in %.2f s: %s",
+                    what,
+                    failures,
+                    delay,
+                    describe(exc),
+                )
+                stop.wait(delay)
+        return None
+
+    def start() -> tuple[Store, Runtime]:
+        store = open_store(db)
+        try:
+            return store, Runtime(application, store, make_clock(clock, store))
+        except BaseException:
+            store.close()
+            raise
+
+    opened: tuple[Store, Runtime] | None = retrying("start-up", start)
+    if opened is not None:
+        store, runtime = opened
+        typer.echo(f"worker started on {store.backend.name}", err=True)
+        try:
+            if until_idle:
+                retrying("run", runtime.run_until_idle)
+            else:
+                runtime.run_forever(stop)
+        finally:
+            store.close()
     typer.echo("worker stopped", err=True)
     if as_json:
         emit({"stopped": True, "seconds": round(time.monotonic() - started, 3)}, True, print)

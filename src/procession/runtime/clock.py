@@ -64,14 +64,19 @@ class VirtualClock:
         return self._now
 
     def advance_to(self, when: float) -> None:
+        """Move to `when` (never back). With a store, the move counts once it is committed:
+        if the transaction fails (the connection dropped), this clock stays where it was,
+        and it never runs ahead of the time it keeps in the store."""
         if when <= self._now:
             return
-        self._now = when
-        if self._store is not None:
-            with self._store.transaction() as tx:
-                saved = tx.get_meta(VIRTUAL_KEY)
-                self._now = max(when, float(saved) if saved else when)
-                tx.set_meta(VIRTUAL_KEY, repr(self._now))
+        if self._store is None:
+            self._now = when
+            return
+        with self._store.transaction() as tx:
+            saved = tx.get_meta(VIRTUAL_KEY)
+            now = max(when, float(saved) if saved else when)
+            tx.set_meta(VIRTUAL_KEY, repr(now))
+        self._now = now
 
     def sync(self) -> None:
         """Catch up with time another worker process advanced the shared clock to."""

@@ -246,7 +246,10 @@ class Runtime:
                     outcome = self._work_or_wait()
                 except Exception as exc:
                     failures += 1
-                    delay = min(idle_sleep * 2**failures, max_sleep * 5)
+                    # a bounded exponent: 2**1100 does not convert to a float, and the
+                    # OverflowError of the ~1075th failure in a row (a database down for
+                    # an hour and a half, 5 s apart) used to end the worker
+                    delay = min(idle_sleep * 2 ** min(failures, 16), max_sleep * 5)
                     log.error(
                         "worker round failed (%d in a row), retrying in %.2f s: %s",
                         failures,
@@ -282,6 +285,7 @@ class Runtime:
         with self.coordination.exclusive_round() as alone:
             if not alone:
                 return False
+            self.clock.sync()  # "ready" is judged at the shared clock's time, not ours
             with self.store.transaction(write=False) as tx:
                 tx.snapshot()
                 head = tx.head_position()

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from procession.errors import StoreUnavailable
 from procession.limits import Limits
@@ -43,6 +43,44 @@ _WAIT_SINGLETON = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hash
 # pg_snapshot_xmin alternative avoids the lock but makes the public cursor a pair
 # (transaction id, position); we keep the simpler public contract.
 _LOCK_APPENDS = "LOCK TABLE events IN EXCLUSIVE MODE"
+CONNECT_TIMEOUT = 10
+"""Seconds a new session may take to connect, unless the URL says otherwise: a server that
+does not answer at all (not even with a refusal) costs a failed round, not a hung worker."""
+RECONNECT_TIMEOUT = 30.0
+"""How long the pool retries (backing off: 1, 2, 4, ... s) to replace a lost connection
+before it gives up and starts afresh on the next request. With its default, 5 minutes, the
+retries drift up to two minutes apart, and a worker could come back that long after its
+database did."""
+
+
+def _connect_kwargs(url: str) -> dict[str, Any]:
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}
+    return {} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT}
+
+
+_MISCONFIGURED = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",  # the role or the database
+    "no pg_hba.conf entry",
+)
+
+
+def misconfigured(exc: BaseException) -> bool:
+    """A wrong password, role or database name: no wait mends it."""
+    return any(text in str(exc) for text in _MISCONFIGURED)
+
+
+def connection_fault(exc: BaseException) -> bool:
+    """Whether `exc` says the database was not there: a connection refused, dropped or
+    terminated, or none to be had from the pool in time. Such a failure is worth trying
+    again later; any other (an error in the SQL, a constraint, a misconfiguration) is not."""
+    if misconfigured(exc):
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout)
 
 
 def _safe(url: str) -> str:
@@ -97,8 +135,7 @@ class PostgresCoordination:
     @contextmanager
     def shared_round(self) -> Iterator[None]:
         """Held by every worker round while virtual time is shared (see exclusive_round)."""
-        conn = self._gate_connection()
-        conn.execute(_GATE_SQL.format("pg_advisory_lock_shared"))
+        conn, _ = self._on_gate(_GATE_SQL.format("pg_advisory_lock_shared"))
         try:
             yield
         finally:
@@ -111,8 +148,7 @@ class PostgresCoordination:
         A worker may move a shared virtual clock only then: work another worker is still
         committing would otherwise run at a later virtual time than it was caused at.
         """
-        conn = self._gate_connection()
-        row = conn.execute(_GATE_SQL.format("pg_try_advisory_lock")).fetchone()
+        conn, row = self._on_gate(_GATE_SQL.format("pg_try_advisory_lock"))
         alone = bool(row and row[0])
         try:
             yield alone
@@ -129,8 +165,7 @@ class PostgresCoordination:
         claims slowed down tenfold between its visits. Fresh statistics also keep the
         planner's claim plans right for tables whose size changes by the second.
         """
-        conn = self._gate_connection()
-        row = conn.execute(_MAINTAIN_LOCK.format("pg_try_advisory_lock")).fetchone()
+        conn, row = self._on_gate(_MAINTAIN_LOCK.format("pg_try_advisory_lock"))
         if not (row and row[0]):
             return
         try:
@@ -141,10 +176,29 @@ class PostgresCoordination:
         finally:
             _release(conn, _MAINTAIN_LOCK.format("pg_advisory_unlock"))
 
+    def _on_gate(self, sql: str) -> tuple[psycopg.Connection[Any], Any]:
+        """Run a statement that takes a lock on the gate session: the session and the row.
+
+        The session sits idle between rounds, so the server may have dropped it meanwhile
+        (restarted, or an operator's pg_terminate_backend): that is found out only by using
+        it. It held no lock then (the locks went with it), so the statement is run again on a
+        new session; if that fails too, the round fails (the database is not there).
+        """
+        conn = self._gate_connection()
+        try:
+            return conn, conn.execute(sql).fetchone()
+        except psycopg.OperationalError:
+            if not conn.broken:
+                raise
+        conn = self._gate_connection()
+        return conn, conn.execute(sql).fetchone()
+
     def _gate_connection(self) -> psycopg.Connection[Any]:
         """A session of its own: advisory session locks must outlive pooled transactions."""
         if self._gate is None or self._gate.closed or self._gate.broken:
-            self._gate = psycopg.connect(self.url, autocommit=True)
+            if self._gate is not None:
+                self._gate.close()
+            self._gate = psycopg.connect(self.url, autocommit=True, **_connect_kwargs(self.url))
         return self._gate
 
     def close(self) -> None:
@@ -162,15 +216,15 @@ class PostgresBackend:
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise StoreUnavailable(f"cannot connect to {_safe(url)}: {reason}") from None
-        # `check`: a pooled connection the server dropped while it sat idle (a restart, an
-        # operator's pg_terminate_backend) is replaced at checkout instead of failing a round.
+        # No `check=` here: `transaction` checks the connection it is given itself (the
+        # pool's own check loop sleeps 1, 2, 4, ... s between two dead connections).
         self.pool = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             open=False,
-            kwargs={"autocommit": False},
-            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": False, **_connect_kwargs(url)},
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
         try:
             self.pool.open(wait=True, timeout=10)
@@ -183,8 +237,33 @@ class PostgresBackend:
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
-        with self.pool.connection() as conn, conn.cursor() as cursor:
+        with self._live_connection() as conn, conn.cursor() as cursor:
             yield cursor
+
+    @contextmanager
+    def _live_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection that answers. One the server dropped while it sat idle in the
+        pool (a restart, an operator's pg_terminate_backend) is given back, to be discarded and
+        replaced by the pool, and the next one is taken at once; a transaction fails only when
+        no connection answers (the database is not there).
+
+        The pool could check connections itself (`check=`), but between two dead ones it
+        sleeps 1, 2, 4, ... s, and a new connection that waits that long for its turn is
+        likely dead too when sessions keep being terminated: under repeated
+        `pg_terminate_backend` a worker went 30 s at a time without a connection
+        (`PoolTimeout`), round after round.
+        """
+        attempts = self.pool.max_size + 1  # every pooled connection may be dead (a restart)
+        for attempt in range(attempts):
+            with self.pool.connection() as conn:
+                try:
+                    ConnectionPool.check_connection(conn)
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt == attempts - 1:
+                        raise
+                    continue  # the pool discards it when it comes back broken
+                yield conn
+                return
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
