@@ -5,6 +5,7 @@ An `App` is pure wiring, with no store and no threads; `Runtime(app, store, cloc
 
 from __future__ import annotations
 
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class App:
         `interested`'s event parameter (`event: A | B`)."""
         if not process.name:
             raise ConfigurationError(f"{type(process).__name__} has no name")
+        _refuse_first_edition_policy(process)
         if not process.interested_in:
             process.interested_in = routed_types(process)
         self.processes[process.name] = process
@@ -181,10 +183,13 @@ class App:
             for _, template in process.starts_batches
             if template not in self.templates
         ]
-        missing = [  # a base class is covered by the subclasses declared (they are routed)
+        missing = [  # covered by a declared subclass (routed) or a declared base class
             t.__name__
             for t in routed_types(process)
-            if not any(issubclass(declared, t) for declared in process.interested_in)
+            if not any(
+                issubclass(declared, t) or issubclass(t, declared)
+                for declared in process.interested_in
+            )
         ]
         if missing:
             problems.append(
@@ -204,6 +209,22 @@ class App:
                 "interested(self, event: A | B)"
             )
         return problems
+
+
+def _refuse_first_edition_policy(process: ProcessManager[Any]) -> None:
+    """Settings of the first edition's failure policy would be ignored silently: refuse them."""
+    name = type(process).__name__
+    if hasattr(process, "max_attempts"):
+        raise ConfigurationError(
+            f"{name}.max_attempts is no longer read: set "
+            "retry_policy = RetryPolicy(max_attempts=...) instead"
+        )
+    parameters = inspect.signature(process.on_error).parameters
+    if len(parameters) != 1:
+        raise ConfigurationError(
+            f"{name}.on_error takes one Failure (failure.error, .attempt, .message, ...), "
+            f"not ({', '.join(parameters)})"
+        )
 
 
 def routed_types(process: ProcessManager[Any]) -> tuple[type[Message], ...]:

@@ -280,3 +280,35 @@ def test_a_base_class_routes_every_registered_subclass_end_to_end(store_url: str
         with store.transaction() as tx:
             rows = tx.sql("SELECT state FROM process_instances WHERE process = 'ByBaseOnly'")
     assert rows == [('{"seen":["Joined","Left"]}',)]
+
+
+def test_settings_of_the_first_edition_policy_are_refused_not_ignored() -> None:
+    class OldAttempts(ByBaseOnly):
+        name = "OldAttempts"
+        max_attempts = 3
+
+    class OldHook(ByBaseOnly):
+        name = "OldHook"
+
+        def on_error(self, error: Exception, message: Message, attempts: int) -> Any:  # type: ignore[override]
+            return None
+
+    app = build_app()
+    with pytest.raises(ConfigurationError, match=r"max_attempts is no longer read.*RetryPolicy"):
+        app.process(OldAttempts())
+    with pytest.raises(ConfigurationError, match=r"on_error takes one Failure"):
+        app.process(OldHook())
+
+
+def test_an_interested_in_base_class_covers_an_annotation_naming_its_subclasses() -> None:
+    class Wide(ByBaseOnly):
+        name = "Wide"
+        interested_in = (AccountEvent,)
+
+        def interested(self, event: Joined | Left) -> Route | None:  # type: ignore[override]
+            return start(event.account_id)
+
+    app = build_app()
+    app.register(Joined, Left)
+    app.process(Wide())
+    app.check()

@@ -266,6 +266,8 @@ def test_wait_for_reports_a_parked_projection_and_rebuild_clears_it(store_url: s
         with pytest.raises(ProcessionError, match=r"projection:fussy is parked at position"):
             rt.wait_for(positions["g1-a4"], timeout=5)
         rt.wait_for(positions["g1-a2"], timeout=5)  # it got that far
+        with pytest.raises(ProcessionError, match="rebuilding fussy stopped at position"):
+            rt.rebuild("fussy")  # still broken: a rebuild says where it stopped
         fussy.broken = False
         assert rt.rebuild("fussy") > 0
         assert operations.parked(store) == []
@@ -273,16 +275,23 @@ def test_wait_for_reports_a_parked_projection_and_rebuild_clears_it(store_url: s
         rt.wait_for(positions["g1-a4"], timeout=5)
 
 
-def test_a_projection_failing_on_its_own_sql_is_isolated_too(store_url: str) -> None:
+@pytest.mark.parametrize("deferred", [False, True], ids=["sql", "write"])
+def test_a_projection_failing_on_its_own_sql_is_isolated_too(
+    store_url: str, deferred: bool
+) -> None:
     """A statement the database refuses (on PostgreSQL it aborts the transaction until rolled
-    back) is undone alone: the other consumers of the page commit their work with it."""
+    back) is undone alone: the other consumers of the page commit their work with it. The
+    same for a deferred `session.write`, which reaches the database after the handler
+    returned: it is sent inside the projection's savepoint, and the event it came from is
+    found by applying the page again one event at a time."""
 
     class Clashing(Fussy):
         name = "clashing"
 
         def opened(self, session: Session, e: AccountOpened, info: EventInfo) -> None:
             account = "g1-a1" if e.account_id == self.fail_on else e.account_id
-            session.sql(  # the bad account's row clashes with g1-a1's primary key
+            run = session.write if deferred else session.sql
+            run(  # the bad account's row clashes with g1-a1's primary key
                 "INSERT INTO fussy_seen (account_id, position) VALUES (:a, :p)",
                 {"a": account, "p": info.position},
             )

@@ -14,6 +14,7 @@ import msgspec
 
 from procession.messages import Command
 from procession.session import Session
+from procession.states import BatchStatus
 
 BatchTemplate = Callable[[str, dict[str, Any]], Command]
 """Builds the command for one target: `template(target_id, params) -> Command`."""
@@ -61,4 +62,4 @@ def completion_due(status: str, open_items: int) -> bool:
     `open_items` counts items pending, dispatched or awaiting an outcome; one is enough to
     keep the batch open. A batch still enumerating may have targets not yet seen.
     """
-    return status in ("running", "cancelling") and open_items == 0
+    return status in (BatchStatus.RUNNING, BatchStatus.CANCELLING) and open_items == 0

@@ -175,7 +175,9 @@ class CommandBus:
                 run.events, run.streams = 0, []
                 self._handle(run, command, meta)
                 results.append(
-                    CommandResult(command.command_id, "done", run.events, list(run.streams))
+                    CommandResult(
+                        command.command_id, CommandStatus.DONE, run.events, list(run.streams)
+                    )
                 )
                 row = message_row(tx.registry, command, meta)
                 outbox.record(tx, command.command_id, CommandStatus.DONE, now, row)
@@ -230,7 +232,7 @@ class CommandBus:
                 run.cache.clear()
                 self._fail(tx, row, command, exc, now, meta)
                 continue
-            result = CommandResult(row.command_id, "done", run.events, run.streams)
+            result = CommandResult(row.command_id, CommandStatus.DONE, run.events, run.streams)
             self._finish(tx, row.command_id, meta, CommandStatus.DONE, result, None)
         return len(claimed)
 

@@ -6,8 +6,9 @@ they all sit at the same position and a page is read and decoded once, not once 
 On PostgreSQL each consumer is a singleton (a transaction-scoped advisory lock): with many
 workers, whoever holds it feeds it, and the others skip it.
 
-A failure stops one consumer at one event: its writes for the page are undone, the events
-before the failing one are applied again and checkpointed, and its `on_error` decides (retry
+A failure stops one consumer at one event: its writes for the page are undone (its queued
+writes are sent inside its savepoint, so a failing write is caught there too), the page is
+applied again an event at a time up to the failing one, and its `on_error` decides (retry
 later, park, or skip the event). The router and the other consumers go on.
 """
 
@@ -61,13 +62,11 @@ class LogConsumers:
 
     def run(self, tx: Tx, now: float, only: set[str] | None = None, limit: int = 1000) -> int:
         """Feed the next page to every consumer (or those in `only`); the rows consumed."""
-        failures = consumers.failures(tx)
-        names = [
-            n
-            for n in self.consumers
-            if (only is None or n in only) and not _waiting(failures.get(n), now)
-        ]
-        mine = [n for n in names if tx.try_singleton(n)]
+        held = [n for n in self.consumers if (only is None or n in only) and tx.try_singleton(n)]
+        if not held:
+            return 0
+        failures = consumers.failures(tx)  # read under the locks: current, not a stale park
+        mine = [n for n in held if not _waiting(failures.get(n), now)]
         if not mine:
             return 0
         saved = consumers.checkpoints(tx)
@@ -88,60 +87,89 @@ class LogConsumers:
         previous: ConsumerFailure | None,
         now: float,
     ) -> int:
+        """Apply a page to one consumer, its writes sent inside its savepoint: a write that
+        fails (a constraint, say) is this consumer's failure, found here, not at the commit
+        of the whole stage. What was queued before is sent first: that is not ours."""
+        tx.flush()
         try:
             with tx.savepoint():
                 consumer.apply(tx, rows, now)
-        except FailedAt as failed:
-            self.failed(tx, consumer, rows, failed, previous, now)
-            return failed.index or 1
-        tx.set_checkpoint(consumer.name, rows[-1][0])
+                tx.flush()
+        except Exception:
+            return self.one_by_one(tx, consumer, rows, previous, now)
+        self.passed(tx, consumer, rows[-1][0], previous)
+        return len(rows)
+
+    def one_by_one(
+        self,
+        tx: Tx,
+        consumer: Consumer,
+        rows: list[RawEvent],
+        previous: ConsumerFailure | None,
+        now: float,
+    ) -> int:
+        """The page failed: apply it again an event at a time, keeping the events that pass,
+        to find the one that fails (a handler that raises, or a write it queued)."""
+        for index, row in enumerate(rows):
+            try:
+                with tx.savepoint():
+                    consumer.apply(tx, [row], now)
+                    tx.flush()
+            except Exception as exc:
+                if index:
+                    tx.set_checkpoint(consumer.name, rows[index - 1][0])
+                error = exc.error if isinstance(exc, FailedAt) else exc
+                self.failed(tx, consumer, row, error, previous, now)
+                return index or 1
+        self.passed(tx, consumer, rows[-1][0], previous)  # it failed only the first time
+        return len(rows)
+
+    def passed(
+        self, tx: Tx, consumer: Consumer, position: int, previous: ConsumerFailure | None
+    ) -> None:
+        tx.set_checkpoint(consumer.name, position)
         if previous is not None:
             consumers.clear_failure(tx, consumer.name)
-        return len(rows)
 
     def failed(
         self,
         tx: Tx,
         consumer: Consumer,
-        rows: list[RawEvent],
-        failed: FailedAt,
+        row: RawEvent,
+        error: Exception,
         previous: ConsumerFailure | None,
         now: float,
     ) -> None:
-        """Keep what came before the failing event, then let the policy decide."""
-        before = rows[: failed.index]
-        if before:
-            with tx.savepoint():
-                consumer.apply(tx, before, now)
-            tx.set_checkpoint(consumer.name, before[-1][0])
-        same = previous is not None and previous.position == failed.position
+        """The consumer stops at this event; its `on_error` decides what comes next."""
+        position = row[0]
+        same = previous is not None and previous.position == position
         failure = Failure(
-            error=failed.error,
+            error=error,
             attempt=previous.attempts + 1 if same and previous else 1,
             first_failed_at=previous.first_failed_at if same and previous else now,
             last_error=previous.error if same and previous else None,
-            message=self.decoded(rows[failed.index]),
+            message=self.decoded(row),
             subject=consumer.name,
         )
-        decision, error = consult(consumer.on_error, failure)
+        decision, stored = consult(consumer.on_error, failure)
         log.warning(
             "%s failed at position %d (attempt %d): %s",
             consumer.name,
-            failed.position,
+            position,
             failure.attempt,
-            describe(failed.error),
+            describe(error),
         )
         if isinstance(decision, SkipMessage):
-            tx.set_checkpoint(consumer.name, failed.position)
+            tx.set_checkpoint(consumer.name, position)
             consumers.clear_failure(tx, consumer.name)
             return
         delay = decision.delay if isinstance(decision, Retry) else timedelta()
         consumers.record_failure(
             tx,
             consumer.name,
-            failed.position,
+            position,
             failure.attempt,
-            error,
+            stored,
             parked=not isinstance(decision, Retry),
             until=now + delay.total_seconds(),
             now=failure.first_failed_at,

@@ -7,6 +7,7 @@ from procession.projection import EventInfo, Projection
 from procession.runtime.envelope import load_meta
 from procession.store.base import Store, Tx
 from procession.store.records import RawEvent
+from procession.store.work import consumers
 
 
 def checkpoint_name(projection: str) -> str:
@@ -58,4 +59,4 @@ class Projector:
     def reset(self, tx: Tx, projection: Projection) -> None:
         """Empty a projection and rewind it to the start of the log (a full rebuild follows)."""
         projection.reset(tx.session)
-        tx.run("delete_checkpoint", name=checkpoint_name(projection.name))
+        consumers.forget(tx, checkpoint_name(projection.name))

@@ -16,7 +16,7 @@ from procession.runtime.envelope import load_meta
 from procession.runtime.projector import FailedAt
 from procession.store.base import Tx, encode_json
 from procession.store.records import RawEvent
-from procession.store.work import ItemStatus, Routing, batches, instances
+from procession.store.work import ItemStatus, batches, instances
 
 CHECKPOINT = "router"
 
@@ -48,7 +48,8 @@ class Router:
         event = tx.registry.decode(type_, schema_version, data)
         rule = self.app.outcomes.get(type(event))
         if rule is not None:
-            batches.finish_awaiting(tx, rule.target(event), ItemStatus(rule.outcome), type_, now)
+            outcome: ItemStatus = rule.outcome  # type: ignore[assignment]  # a member's value
+            batches.finish_awaiting(tx, rule.target(event), outcome, type_, now)
         processes = self.by_type.get(type(event))
         if not processes:
             return
@@ -64,7 +65,7 @@ class Router:
                     {
                         "process": process.name,
                         "instance_id": instance_id,
-                        "routing": Routing(route.kind),
+                        "routing": route.kind,  # a Routing value (a str, as stored)
                         "type": type_,
                         "schema_version": schema_version,
                         "data": data,

@@ -367,7 +367,13 @@ class Runtime:
             with self.store.transaction() as tx:
                 tx.wait_singleton(key)
                 n = self.log.run(tx, self.clock.now(), only={key}, limit=self.limits.log_page)
+                failure = consumers.failures(tx).get(key)
             read += n
+            if failure is not None:
+                raise ProcessionError(
+                    f"rebuilding {projection} stopped at position {failure.position} "
+                    f"({failure.error}): see `procession parked`"
+                )
             if n == 0:
                 return read
 

@@ -197,7 +197,7 @@ class StepRunner:
                     )
                     if "timer" in meta:
                         del inst.timers[meta["timer"]]  # it fired: it is no longer set
-                    self.step(tx, inst, Routing(delivery.routing), message, meta, now)
+                    self.step(tx, inst, delivery.routing, message, meta, now)
                     instances.consumed(tx, delivery.id)
                     inst.mark_handled(meta)
                     inst.wait_until, inst.changed = 0.0, True
@@ -245,11 +245,13 @@ class StepRunner:
         self,
         tx: Tx,
         inst: Instance,
-        routing: Routing,
+        routing: str,
         message: Message,
         meta: dict[str, Any],
         now: float,
     ) -> None:
+        """`routing` is a `Routing` value as stored (compared as a str: no enum is built per
+        delivery on this hot path)."""
         process = inst.process
         running = inst.status == InstanceStatus.ACTIVE
         if routing in (Routing.START, Routing.START_STRICT):

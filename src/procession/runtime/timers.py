@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from procession.store.base import Tx
-from procession.store.work import Routing, timers
+from procession.store.work import Routing, instances, timers
 
 
 def fire_due(tx: Tx, now: float, limit: int = 1000) -> int:
     due = timers.claim_due(tx, now, limit)
-    tx.many(
-        "insert_inbox",
+    instances.redeliver(
+        tx,
         [
             {
                 "process": t.process,
@@ -19,10 +19,10 @@ def fire_due(tx: Tx, now: float, limit: int = 1000) -> int:
                 "schema_version": t.schema_version,
                 "data": t.data,
                 "metadata": t.metadata,
-                "available_at": now,
             }
             for t in due
         ],
+        now,
     )
     timers.fired(tx, due)
     return len(due)

@@ -88,7 +88,7 @@ R = TypeVar("R", bound=msgspec.Struct)
 _CHECKED: set[tuple[type[Any], str]] = set()
 
 
-def _check_columns(cls: type[Any], query: str, description: Any) -> None:
+def _check_columns(cls: type[Any], query: str, text: str, description: Any) -> None:
     """A record is read by column name: its fields must be the query's columns, in order."""
     columns = tuple(str(column[0]).lower() for column in description or ())
     if columns != tuple(cls.__struct_fields__):
@@ -96,7 +96,7 @@ def _check_columns(cls: type[Any], query: str, description: Any) -> None:
             f"query {query!r} returns columns {columns}, not the fields of "
             f"{cls.__name__} {cls.__struct_fields__}"
         )
-    _CHECKED.add((cls, query))
+    _CHECKED.add((cls, text))  # by text: a backend's override of a name is checked too
 
 
 def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
@@ -159,8 +159,8 @@ class Tx:
         """The query's rows as records of `cls`, whose fields are named like its columns."""
         cursor = self._exec(query, params)
         rows = cursor.fetchall()
-        if (cls, query) not in _CHECKED:
-            _check_columns(cls, query, cursor.description)
+        if (cls, self._sql[query]) not in _CHECKED:
+            _check_columns(cls, query, self._sql[query], cursor.description)
         return [cls(*row) for row in rows]
 
     def record(self, cls: type[R], query: str, /, **params: Any) -> R | None:
@@ -649,23 +649,23 @@ class _TxContext:
 
 
 class _Joined:
-    """A nested transaction: the open one, seen through this store view's registry and
-    clock. An error propagates and the outer transaction decides; success commits nothing
-    by itself."""
+    """A nested transaction: the open one itself (its queue, its version cache, its append
+    lock), seen for the block through this store view's registry and clock. It takes no
+    savepoint (as Django's `atomic(savepoint=False)`): an error propagates and the outer
+    transaction decides; an error the caller catches inside leaves the block's writes in the
+    outer transaction. A unit that must be undone alone uses `Tx.savepoint()`."""
 
     def __init__(self, outer: Tx, store: Store) -> None:
         self.outer = outer
-        self.joined = outer
-        if outer.store is not store:
-            outer.flush()
-            self.joined = Tx(store, outer.cursor)
+        self.store = store
+        self.was = outer.store
 
     def __enter__(self) -> Tx:
-        return self.joined
+        self.outer.store = self.store
+        return self.outer
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is None and self.joined is not self.outer:
-            self.joined.flush()  # a view's own queue: its writes belong to the outer tx too
+        self.outer.store = self.was
 
 
 def check_schema(tables: set[str], marked: bool, ours: set[str]) -> None:

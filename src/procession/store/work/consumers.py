@@ -14,6 +14,11 @@ def set_checkpoint(tx: Tx, name: str, position: int) -> None:
     tx.set_checkpoint(name, position)
 
 
+def forget(tx: Tx, name: str) -> None:
+    """Drop a consumer's checkpoint: it starts again from the beginning of the log."""
+    tx.run("delete_checkpoint", name=name)
+
+
 def rewind(tx: Tx, name: str, position: int) -> None:
     """Move a consumer's checkpoint (back or forth): it next reads the event after it."""
     tx.run("set_checkpoint", name=name, position=position)

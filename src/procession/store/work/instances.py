@@ -47,6 +47,11 @@ def deliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
     tx.many("insert_inbox", [{"available_at": now, **row} for row in rows])
 
 
+def redeliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
+    """Queue deliveries to instances that exist already (a fired timer's)."""
+    tx.many("insert_inbox", [{"available_at": now, **row} for row in rows])
+
+
 def delivery_row(
     process: str, instance_id: str, routing: Routing, message: dict[str, Any]
 ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ ALTER TABLE inbox ADD CONSTRAINT inbox_routing
   CHECK (routing IN ('start', 'start!', 'continue', 'continue!', 'stop', 'timer', 'batch'));
 ALTER TABLE inbox ADD CONSTRAINT inbox_parked CHECK (parked IN (0, 1));
 ALTER TABLE blocked_instances ADD CONSTRAINT blocked_instances_parked CHECK (parked IN (0, 1));
+ALTER TABLE process_instances ADD CONSTRAINT process_instances_parked CHECK (parked IN (0, 1));
 -- No query reads this index, and every save of an instance paid for it (instances waiting
 -- out a retry are found through blocked_instances).
 DROP INDEX process_instances_waiting;
