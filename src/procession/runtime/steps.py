@@ -160,16 +160,19 @@ class StepRunner:
             instances.unblock(tx, inst.key)
         instances.save(
             tx,
-            inst.key,
-            now,
-            status=inst.status,
-            parked=int(inst.parked),
-            state=None if inst.state is None else encode_json(inst.state),
-            version=inst.version,
-            last_position=inst.last_position,
-            seen=encode_json(inst.seen) if inst.seen else None,
-            timers=encode_json(inst.timers) if inst.timers else None,
-            wait_until=inst.wait_until,
+            {
+                "process": inst.process.name,
+                "instance_id": inst.instance_id,
+                "now": now,
+                "status": inst.status,
+                "parked": int(inst.parked),
+                "state": None if inst.state is None else encode_json(inst.state),
+                "version": inst.version,
+                "last_position": inst.last_position,
+                "seen": encode_json(inst.seen) if inst.seen else None,
+                "timers": encode_json(inst.timers) if inst.timers else None,
+                "wait_until": inst.wait_until,
+            },
         )
 
     def decode_state(self, process: ProcessManager[Any], text: str) -> Any:

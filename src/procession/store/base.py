@@ -84,6 +84,8 @@ class _Savepoint:
     created: bool = False
 
 
+_SAVEPOINT = "SAVEPOINT procession_step"
+_RELEASE = "RELEASE SAVEPOINT procession_step"
 R = TypeVar("R", bound=msgspec.Struct)
 _CHECKED: set[tuple[type[Any], str]] = set()
 
@@ -117,6 +119,8 @@ class Tx:
 
     def __init__(self, store: Store, cursor: Cursor) -> None:
         self.store = store
+        self.registry: MessageRegistry = store.registry
+        """The registry of the store view this transaction is seen through."""
         self.cursor = cursor
         self._sql = store.sql
         self._versions: dict[str, int] = {}
@@ -125,10 +129,6 @@ class Tx:
         self._deferred: list[tuple[str, Params]] = []
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
-
-    @property
-    def registry(self) -> MessageRegistry:
-        return self.store.registry
 
     @property
     def coordination(self) -> Coordination:
@@ -182,6 +182,14 @@ class Tx:
         a row). They are grouped by statement, so N of them cost one executemany."""
         self._unordered.append((self._sql[query], params))
 
+    def defer_row(self, query: str, params: Params) -> None:
+        """`defer_any` with its parameters as one mapping (the hot paths build it anyway)."""
+        self._unordered.append((self._sql[query], params))
+
+    def defer_ordered(self, query: str, params: Params) -> None:
+        """`defer` with its parameters as one mapping."""
+        self._deferred.append((self._sql[query], params))
+
     def many(self, query: str, params: Sequence[Params]) -> None:
         """Deferred writes, one per parameter mapping."""
         text = self._sql[query]
@@ -195,9 +203,13 @@ class Tx:
         loose, self._unordered = self._unordered, []
         sp = self._savepoint
         if sp is not None and not sp.created:  # writes inside a savepoint reach the database
-            self._send(ops[: sp.mark] + _grouped(loose[: sp.loose_mark]))
+            before = ops[: sp.mark] + _grouped(loose[: sp.loose_mark])
             ops, loose = ops[sp.mark :], loose[sp.loose_mark :]
-            self.cursor.execute("SAVEPOINT procession_step")
+            if before:
+                self._send(before)
+                self.cursor.execute(_SAVEPOINT)
+            else:  # nothing to send first: the SAVEPOINT goes in the same batch (one trip)
+                ops = [(_SAVEPOINT, {}), *ops]
             sp.created = True
         self._send(ops + _grouped(loose))
 
@@ -272,8 +284,8 @@ class Tx:
             raise
         finally:
             self._savepoint = None
-        if sp.created:
-            self.cursor.execute("RELEASE SAVEPOINT procession_step")
+        if sp.created:  # sent with the next batch of writes: no round trip of its own
+            self._deferred.append((_RELEASE, {}))
 
     def snapshot(self) -> None:
         """Make every read of this (read-only) transaction see one snapshot."""
@@ -661,11 +673,11 @@ class _Joined:
         self.was = outer.store
 
     def __enter__(self) -> Tx:
-        self.outer.store = self.store
+        self.outer.store, self.outer.registry = self.store, self.store.registry
         return self.outer
 
     def __exit__(self, *exc: Any) -> None:
-        self.outer.store = self.was
+        self.outer.store, self.outer.registry = self.was, self.was.registry
 
 
 def check_schema(tables: set[str], marked: bool, ours: set[str]) -> None:

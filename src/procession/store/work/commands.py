@@ -16,14 +16,14 @@ def find(tx: Tx, command_id: str) -> KnownCommand | None:
 def record(
     tx: Tx, command_id: str, status: CommandStatus, available_at: float, message: dict[str, Any]
 ) -> None:
-    """Insert a command (its message columns); a command_id already known is ignored."""
-    tx.defer_any(
-        "insert_command",
-        command_id=command_id,
-        status=status,
-        available_at=available_at,
-        **message,
+    """Insert a command (`message`: its message columns, a fresh dict this call completes);
+    a command_id already known is ignored."""
+    message["command_id"], message["status"], message["available_at"] = (
+        command_id,
+        status,
+        available_at,
     )
+    tx.defer_row("insert_command", message)
 
 
 def claim(tx: Tx, now: float, limit: int) -> list[ClaimedCommand]:
@@ -33,7 +33,10 @@ def claim(tx: Tx, now: float, limit: int) -> list[ClaimedCommand]:
 def finish(
     tx: Tx, command_id: str, status: CommandStatus, result: str | None, error: str | None
 ) -> None:
-    tx.defer_any("finish_command", command_id=command_id, status=status, result=result, error=error)
+    tx.defer_row(
+        "finish_command",
+        {"command_id": command_id, "status": status, "result": result, "error": error},
+    )
 
 
 def finish_many(tx: Tx, rows: list[dict[str, Any]]) -> None:

@@ -59,7 +59,7 @@ def delivery_row(
 
 
 def consumed(tx: Tx, delivery_id: int) -> None:
-    tx.defer_any("delete_inbox", id=delivery_id)
+    tx.defer_row("delete_inbox", {"id": delivery_id})
 
 
 def failed(
@@ -90,9 +90,11 @@ def park(tx: Tx, key: Key, now: float) -> None:
     block(tx, key, parked=True, until=0.0)
 
 
-def save(tx: Tx, key: Key, now: float, **fields: Any) -> None:
-    """The one save of a claimed instance in this transaction."""
-    tx.defer_any("save_instance", process=key[0], instance_id=key[1], now=now, **fields)
+def save(tx: Tx, fields: dict[str, Any]) -> None:
+    """The one save of a claimed instance in this transaction: every column of
+    `save_instance` (process, instance_id, now, status, state, version, parked,
+    last_position, seen, timers, wait_until)."""
+    tx.defer_row("save_instance", fields)
 
 
 def get(tx: Tx, process: str, instance_id: str) -> InstanceRow | None:

@@ -11,9 +11,10 @@ from procession.store.work.records import DueTimer, TimerRow
 def set_timer(
     tx: Tx, process: str, instance_id: str, name: str, due_at: float, message: dict[str, Any]
 ) -> None:
-    tx.defer(
-        "set_timer", process=process, instance_id=instance_id, name=name, due_at=due_at, **message
-    )
+    """Set (or reset) a timer; `message`: its message columns, a fresh dict this completes."""
+    message["process"], message["instance_id"] = process, instance_id
+    message["name"], message["due_at"] = name, due_at
+    tx.defer_ordered("set_timer", message)
 
 
 def cancel(tx: Tx, process: str, instance_id: str, name: str) -> None:
