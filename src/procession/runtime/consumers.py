@@ -41,10 +41,13 @@ log = logging.getLogger("procession")
 
 
 class Consumer:
-    def __init__(self, name: str, apply: Apply, on_error: OnError) -> None:
+    def __init__(self, name: str, apply: Apply, on_error: OnError, user_sql: bool) -> None:
         self.name = name
         self.apply = apply
         self.on_error = on_error
+        self.user_sql = user_sql
+        """Its writes are a user's SQL, which the database may refuse: they are sent inside
+        its savepoint. The router's are the engine's own and travel with the stage's."""
 
 
 class LogConsumers:
@@ -56,8 +59,8 @@ class LogConsumers:
             def apply(tx: Tx, rows: list[RawEvent], now: float, p: object = projection) -> None:
                 projector.apply(tx, p, rows)  # type: ignore[arg-type]
 
-            self.consumers[key] = Consumer(key, apply, projection.on_error)
-        self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide)
+            self.consumers[key] = Consumer(key, apply, projection.on_error, user_sql=True)
+        self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide, False)
         self.registry = app.messages
 
     def run(self, tx: Tx, now: float, only: set[str] | None = None, limit: int = 1000) -> int:
@@ -65,11 +68,10 @@ class LogConsumers:
         held = [n for n in self.consumers if (only is None or n in only) and tx.try_singleton(n)]
         if not held:
             return 0
-        failures = consumers.failures(tx)  # read under the locks: current, not a stale park
+        saved, failures = consumers.positions(tx)  # under the locks: not a stale park
         mine = [n for n in held if not _waiting(failures.get(n), now)]
         if not mine:
             return 0
-        saved = consumers.checkpoints(tx)
         checkpoints = {n: saved.get(n, 0) for n in mine}
         rows = tx.read_all_raw(min(checkpoints.values()) + 1, limit)
         fed = 0
@@ -90,11 +92,13 @@ class LogConsumers:
         """Apply a page to one consumer, its writes sent inside its savepoint: a write that
         fails (a constraint, say) is this consumer's failure, found here, not at the commit
         of the whole stage. What was queued before is sent first: that is not ours."""
-        tx.flush()
+        if consumer.user_sql:
+            tx.flush()
         try:
             with tx.savepoint():
                 consumer.apply(tx, rows, now)
-                tx.flush()
+                if consumer.user_sql:
+                    tx.flush()
         except Exception:
             return self.one_by_one(tx, consumer, rows, previous, now)
         self.passed(tx, consumer, rows[-1][0], previous)

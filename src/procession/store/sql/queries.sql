@@ -287,6 +287,16 @@ WHERE process = :process AND instance_id = :instance_id AND last_position < :pos
 -- name: parked_instance_of
 SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1;
 
+-- name: consumer_positions
+-- Every consumer's checkpoint and failure in one round trip (a log stage reads both): rows of
+-- kind 'c' are checkpoints (name, position), rows of kind 'f' failures.
+SELECT 'c' AS kind, name, position, 0 AS attempts, 0.0 AS first_failed_at, '' AS error,
+  0 AS parked, 0.0 AS until
+FROM checkpoints
+UNION ALL
+SELECT 'f', name, position, attempts, first_failed_at, error, parked, until
+FROM consumer_failures;
+
 -- name: consumer_failures
 SELECT name, position, attempts, first_failed_at, error, parked, until FROM consumer_failures
 ORDER BY name;

@@ -24,6 +24,19 @@ def rewind(tx: Tx, name: str, position: int) -> None:
     tx.run("set_checkpoint", name=name, position=position)
 
 
+def positions(tx: Tx) -> tuple[dict[str, int], dict[str, ConsumerFailure]]:
+    """Every consumer's checkpoint, and its failure if it has one, in one query."""
+    saved: dict[str, int] = {}
+    failed: dict[str, ConsumerFailure] = {}
+    for kind, *row in tx.rows("consumer_positions"):
+        if kind == "c":
+            saved[str(row[0])] = int(row[1])
+        else:
+            failure = ConsumerFailure(*row)
+            failed[failure.name] = failure
+    return saved, failed
+
+
 def failures(tx: Tx) -> dict[str, ConsumerFailure]:
     return {f.name: f for f in tx.records(ConsumerFailure, "consumer_failures")}
 
