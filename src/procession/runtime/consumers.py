@@ -95,14 +95,18 @@ class LogConsumers:
         if consumer.user_sql:
             tx.flush()
         try:
-            with tx.savepoint():
-                consumer.apply(tx, rows, now)
-                if consumer.user_sql:
-                    tx.flush()
+            self.apply(tx, consumer, rows, now)
         except Exception:
             return self.one_by_one(tx, consumer, rows, previous, now)
         self.passed(tx, consumer, rows[-1][0], previous)
         return len(rows)
+
+    def apply(self, tx: Tx, consumer: Consumer, rows: list[RawEvent], now: float) -> None:
+        """Rows applied to one consumer in a savepoint: all of them, or (raising) none."""
+        with tx.savepoint():
+            consumer.apply(tx, rows, now)
+            if consumer.user_sql:
+                tx.flush()
 
     def one_by_one(
         self,
@@ -116,9 +120,7 @@ class LogConsumers:
         to find the one that fails (a handler that raises, or a write it queued)."""
         for index, row in enumerate(rows):
             try:
-                with tx.savepoint():
-                    consumer.apply(tx, [row], now)
-                    tx.flush()
+                self.apply(tx, consumer, [row], now)
             except Exception as exc:
                 if index:
                     tx.set_checkpoint(consumer.name, rows[index - 1][0])
