@@ -74,12 +74,38 @@ class LogConsumers:
             return 0
         checkpoints = {n: saved.get(n, 0) for n in mine}
         rows = tx.read_all_raw(min(checkpoints.values()) + 1, limit)
-        fed = 0
-        for name in mine:
-            todo = [r for r in rows if r[0] > checkpoints[name]]
-            if todo:
-                fed = max(fed, self.feed(tx, self.consumers[name], todo, failures.get(name), now))
-        return fed
+        pages = {n: [r for r in rows if r[0] > checkpoints[n]] for n in mine}
+        pages = {n: page for n, page in pages.items() if page}
+        if not pages:
+            return 0
+        if self.all_at_once(tx, pages, failures, now):
+            return max(len(page) for page in pages.values())
+        return max(  # something failed: find what, one consumer at a time
+            self.feed(tx, self.consumers[n], page, failures.get(n), now)
+            for n, page in pages.items()
+        )
+
+    def all_at_once(
+        self,
+        tx: Tx,
+        pages: dict[str, list[RawEvent]],
+        failures: dict[str, ConsumerFailure],
+        now: float,
+    ) -> bool:
+        """Every consumer's page in one savepoint, its writes sent inside it: the usual case,
+        one SAVEPOINT and (on PostgreSQL) one pipeline for the whole stage. False, with
+        nothing of it left, if anything failed."""
+        tx.flush()  # what was queued before is not ours
+        try:
+            with tx.savepoint():
+                for name, page in pages.items():
+                    consumer = self.consumers[name]
+                    consumer.apply(tx, page, now)
+                    self.passed(tx, consumer, page[-1][0], failures.get(name))
+                tx.flush()
+        except Exception:
+            return False
+        return True
 
     def feed(
         self,
