@@ -29,7 +29,7 @@ from procession.errors import ProcessionError, StoreUnavailable
 from procession.policy import describe
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
-from procession.runtime.runtime import Runtime
+from procession.runtime.runtime import Runtime, retry_delay
 from procession.store import Store, open_store
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -119,7 +119,7 @@ def worker(
                     raise
                 # in a row: a run that went on for a while before it failed starts afresh
                 failures = 1 if time.monotonic() - began > 1.0 else failures + 1
-                delay = min(0.05 * 2 ** min(failures, 16), 5.0)  # as run_forever does
+                delay = retry_delay(failures)  # as run_forever does
                 logging.getLogger("procession").error(
                     "worker %s failed (%d in a row), retrying in %.2f s: %s",
                     what,

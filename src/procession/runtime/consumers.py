@@ -29,7 +29,7 @@ from procession.policy import (
     consult,
     describe,
 )
-from procession.runtime.projector import FailedAt, Projector, checkpoint_name
+from procession.runtime.projector import Projector, checkpoint_name
 from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
 from procession.store.base import Tx
@@ -41,13 +41,10 @@ log = logging.getLogger("procession")
 
 
 class Consumer:
-    def __init__(self, name: str, apply: Apply, on_error: OnError, user_sql: bool) -> None:
+    def __init__(self, name: str, apply: Apply, on_error: OnError) -> None:
         self.name = name
         self.apply = apply
         self.on_error = on_error
-        self.user_sql = user_sql
-        """Its writes are a user's SQL, which the database may refuse: they are sent inside
-        its savepoint. The router's are the engine's own and travel with the stage's."""
 
 
 class LogConsumers:
@@ -59,8 +56,8 @@ class LogConsumers:
             def apply(tx: Tx, rows: list[RawEvent], now: float, p: object = projection) -> None:
                 projector.apply(tx, p, rows)  # type: ignore[arg-type]
 
-            self.consumers[key] = Consumer(key, apply, projection.on_error, user_sql=True)
-        self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide, False)
+            self.consumers[key] = Consumer(key, apply, projection.on_error)
+        self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide)
         self.registry = app.messages
 
     def run(self, tx: Tx, now: float, only: set[str] | None = None, limit: int = 1000) -> int:
@@ -118,8 +115,7 @@ class LogConsumers:
         """Apply a page to one consumer, its writes sent inside its savepoint: a write that
         fails (a constraint, say) is this consumer's failure, found here, not at the commit
         of the whole stage. What was queued before is sent first: that is not ours."""
-        if consumer.user_sql:
-            tx.flush()
+        tx.flush()
         try:
             self.apply(tx, consumer, rows, now)
         except Exception:
@@ -131,8 +127,7 @@ class LogConsumers:
         """Rows applied to one consumer in a savepoint: all of them, or (raising) none."""
         with tx.savepoint():
             consumer.apply(tx, rows, now)
-            if consumer.user_sql:
-                tx.flush()
+            tx.flush()
 
     def one_by_one(
         self,
@@ -150,8 +145,7 @@ class LogConsumers:
             except Exception as exc:
                 if index:
                     tx.set_checkpoint(consumer.name, rows[index - 1][0])
-                error = exc.error if isinstance(exc, FailedAt) else exc
-                self.failed(tx, consumer, row, error, previous, now)
+                self.failed(tx, consumer, row, exc, previous, now)
                 return index or 1
         self.passed(tx, consumer, rows[-1][0], previous)  # it failed only the first time
         return len(rows)

@@ -11,7 +11,7 @@ from typing import Any
 from procession.errors import ProcessionError
 from procession.runtime.batches import ack_item
 from procession.runtime.envelope import load_meta
-from procession.store.base import Store, Tx
+from procession.store.base import Store
 from procession.store.work import ItemStatus, commands, consumers, instances, timers
 
 
@@ -91,7 +91,7 @@ def skip(store: Store, item_id: str) -> bool:
     now = store.now()
     with store.transaction() as tx:
         if item_id.isdigit():
-            return _skip_delivery(tx, int(item_id), now)
+            return instances.skip_parked(tx, int(item_id), now)
         if _is_consumer(item_id):
             failure = consumers.failures(tx).get(item_id)
             if failure is None or not failure.parked:
@@ -106,33 +106,24 @@ def skip(store: Store, item_id: str) -> bool:
         return True
 
 
-def _skip_delivery(tx: Tx, delivery_id: int, now: float) -> bool:
-    """Discard a parked delivery; an event counts as handled by its instance (as a step's
-    `SkipMessage` does), so a rewound router's redelivery of it is dropped, not run."""
-    found = next((d for d in instances.parked(tx) if d.id == delivery_id), None)
-    if found is None or not instances.skip_parked(tx, delivery_id, now):
-        return False
-    position = load_meta(found.metadata).get("position")
-    if position is not None:
-        instances.handled_up_to(tx, (found.process, found.instance_id), int(position))
-    return True
-
-
-def rewind(store: Store, consumer: str, to_position: int) -> int:
+def rewind(
+    store: Store, consumer: str, to_position: int, known: frozenset[str] = frozenset()
+) -> int:
     """Set a log consumer's checkpoint: it next reads the events after `to_position` (a
     projection replays them; the router re-routes them, and instances drop what they have
-    already handled). Returns the position it was at."""
+    already handled). Returns the position it was at. A consumer is known by its checkpoint,
+    or by `known` (a runtime's consumers, which may not have read anything yet)."""
     if to_position < 0:
         raise ProcessionError(f"cannot rewind to a negative position ({to_position})")
     with store.transaction() as tx:
         tx.wait_singleton(consumer)  # no worker is feeding it meanwhile
-        known = consumers.checkpoints(tx)
-        if consumer not in known:
-            names = ", ".join(sorted(known)) or "none yet"
+        saved = consumers.checkpoints(tx)
+        if consumer not in saved and consumer not in known:
+            names = ", ".join(sorted(saved.keys() | known)) or "none yet"
             raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
         head = tx.head_position()
         if to_position > head:
             raise ProcessionError(f"position {to_position} is beyond the log's head ({head})")
         consumers.rewind(tx, consumer, to_position)
         consumers.clear_failure(tx, consumer)
-        return known.get(consumer, 0)
+        return saved.get(consumer, 0)

@@ -14,16 +14,6 @@ def checkpoint_name(projection: str) -> str:
     return f"projection:{projection}"
 
 
-class FailedAt(Exception):
-    """A log consumer failed on the event at `position` (the cause is `__cause__`)."""
-
-    def __init__(self, position: int, index: int, error: Exception) -> None:
-        super().__init__(f"at position {position}: {error}")
-        self.position = position
-        self.index = index
-        self.error = error
-
-
 class Projector:
     def __init__(self, app: App) -> None:
         self.app = app
@@ -39,22 +29,16 @@ class Projector:
                 projection.setup(tx.session)
 
     def apply(self, tx: Tx, projection: Projection, rows: list[RawEvent]) -> None:
-        """Apply rows in order; a failure is raised as `FailedAt` naming its event."""
+        """Apply rows in order (the log consumers find which event failed)."""
         wanted = self.names[projection.name]
         registry = tx.registry
         session = tx.session
-        for index, (position, stream_id, version, type_, schema_version, data, meta) in enumerate(
-            rows
-        ):
-            if type_ not in wanted:
-                continue
-            try:
+        for position, stream_id, version, type_, schema_version, data, meta in rows:
+            if type_ in wanted:
                 event = registry.decode(type_, schema_version, data)
                 projection.handle(
                     session, event, EventInfo(position, stream_id, version, load_meta(meta))
                 )
-            except Exception as exc:
-                raise FailedAt(position, index, exc) from exc
 
     def reset(self, tx: Tx, projection: Projection) -> None:
         """Empty a projection and rewind it to the start of the log (a full rebuild follows)."""

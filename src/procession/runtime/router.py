@@ -13,7 +13,6 @@ from procession.app import App
 from procession.messages import Message
 from procession.process.manager import ProcessManager
 from procession.runtime.envelope import load_meta
-from procession.runtime.projector import FailedAt
 from procession.store.base import Tx, encode_json
 from procession.store.records import RawEvent
 from procession.store.work import ItemStatus, batches, instances
@@ -35,12 +34,9 @@ class Router:
     def apply(self, tx: Tx, rows: list[RawEvent], now: float) -> None:
         """Route a page of the log (the caller moves the checkpoint in the same transaction)."""
         deliveries: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
+        for row in rows:
             if row[3] in self.names:
-                try:
-                    self.route(tx, row, deliveries, now)
-                except Exception as exc:
-                    raise FailedAt(row[0], index, exc) from exc
+                self.route(tx, row, deliveries, now)
         instances.deliver(tx, deliveries, now)
 
     def route(self, tx: Tx, row: RawEvent, out: list[dict[str, Any]], now: float) -> None:

@@ -45,6 +45,13 @@ MAINTAIN_EVERY = 5.0
 """Seconds of work between two maintenance passes over the work tables (PostgreSQL)."""
 
 
+def retry_delay(failures: int, base: float = 0.05, cap: float = 5.0) -> float:
+    """Seconds to wait after `failures` failed attempts in a row: base, doubling, at most
+    cap. The exponent is bounded: 2**1100 does not convert to a float, and the OverflowError
+    of the ~1075th failure in a row (a database down for an hour and a half) ended a worker."""
+    return float(min(base * 2 ** min(failures, 16), cap))
+
+
 class RunStats(msgspec.Struct):
     rounds: int = 0
     work: int = 0
@@ -246,10 +253,7 @@ class Runtime:
                     outcome = self._work_or_wait()
                 except Exception as exc:
                     failures += 1
-                    # a bounded exponent: 2**1100 does not convert to a float, and the
-                    # OverflowError of the ~1075th failure in a row (a database down for
-                    # an hour and a half, 5 s apart) used to end the worker
-                    delay = min(idle_sleep * 2 ** min(failures, 16), max_sleep * 5)
+                    delay = retry_delay(failures, idle_sleep, max_sleep * 5)
                     log.error(
                         "worker round failed (%d in a row), retrying in %.2f s: %s",
                         failures,
@@ -382,13 +386,11 @@ class Runtime:
         or forth: it next reads the events after `to_position`. Returns where it was."""
         if consumer in self.app.projections:
             consumer = checkpoint_name(consumer)
-        if consumer not in self.log.consumers:
-            names = ", ".join(sorted(self.log.consumers))
+        known = frozenset(self.log.consumers)
+        if consumer not in known:
+            names = ", ".join(sorted(known))
             raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
-        with self.store.transaction() as tx:  # one that has read nothing yet starts at 0
-            if consumer not in consumers.checkpoints(tx):
-                consumers.set_checkpoint(tx, consumer, 0)
-        return operations.rewind(self.store, consumer, to_position)
+        return operations.rewind(self.store, consumer, to_position, known)
 
     def batches(self, limit: int = 100) -> list[BatchProgress]:
         """The newest batches first, with their progress."""

@@ -284,8 +284,9 @@ WHERE process = :process AND instance_id = :instance_id;
 UPDATE process_instances SET last_position = :position
 WHERE process = :process AND instance_id = :instance_id AND last_position < :position;
 
--- name: parked_instance_of
-SELECT process, instance_id FROM inbox WHERE id = :id AND parked = 1;
+-- name: parked_delivery
+SELECT id, process, instance_id, type, data, metadata, attempts, error FROM inbox
+WHERE id = :id AND parked = 1;
 
 -- name: consumer_positions
 -- Every consumer's checkpoint and failure in one round trip (a log stage reads both): rows of

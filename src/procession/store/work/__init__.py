@@ -5,6 +5,15 @@ batches, batch items, checkpoints and consumer failures through this package, ne
 row's position.
 """
 
+from procession.states import (
+    ACTIVE_BATCH,
+    OPEN_ITEM,
+    BatchStatus,
+    CommandStatus,
+    InstanceStatus,
+    ItemStatus,
+    Routing,
+)
 from procession.store.work import batches, commands, consumers, instances, timers
 from procession.store.work.records import (
     BatchRow,
@@ -18,15 +27,6 @@ from procession.store.work.records import (
     ParkedCommand,
     ParkedDelivery,
     TimerRow,
-)
-from procession.store.work.states import (
-    ACTIVE_BATCH,
-    OPEN_ITEM,
-    BatchStatus,
-    CommandStatus,
-    InstanceStatus,
-    ItemStatus,
-    Routing,
 )
 
 __all__ = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from procession.states import BatchStatus, ItemStatus
 from procession.store.base import Tx
 from procession.store.work.records import BatchRow
-from procession.store.work.states import BatchStatus, ItemStatus
 
 
 def insert(tx: Tx, **columns: Any) -> None:

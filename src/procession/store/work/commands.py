@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from procession.states import CommandStatus
 from procession.store.base import Tx
 from procession.store.work.records import ClaimedCommand, KnownCommand, ParkedCommand
-from procession.store.work.states import CommandStatus
 
 
 def find(tx: Tx, command_id: str) -> KnownCommand | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
+from procession.states import Routing
 from procession.store.base import Tx
 from procession.store.work.records import ClaimedInstance, Delivery, InstanceRow, ParkedDelivery
-from procession.store.work.states import Routing
 
 Key = tuple[str, str]
 
@@ -105,9 +107,8 @@ def parked(tx: Tx) -> list[ParkedDelivery]:
     return tx.records(ParkedDelivery, "parked_inbox")
 
 
-def parked_instance_of(tx: Tx, delivery_id: int) -> Key | None:
-    row = tx.row("parked_instance_of", id=delivery_id)
-    return None if row is None else (str(row[0]), str(row[1]))
+def parked_one(tx: Tx, delivery_id: int) -> ParkedDelivery | None:
+    return tx.record(ParkedDelivery, "parked_delivery", id=delivery_id)
 
 
 def resume(tx: Tx, key: Key, now: float) -> None:
@@ -116,24 +117,25 @@ def resume(tx: Tx, key: Key, now: float) -> None:
 
 
 def retry_parked(tx: Tx, delivery_id: int, now: float) -> bool:
-    key = parked_instance_of(tx, delivery_id)
-    if key is None or not tx.run("unpark_inbox", id=delivery_id, now=now):
+    found = parked_one(tx, delivery_id)
+    if found is None or not tx.run("unpark_inbox", id=delivery_id, now=now):
         return False
-    resume(tx, key, now)
+    resume(tx, (found.process, found.instance_id), now)
     return True
 
 
 def skip_parked(tx: Tx, delivery_id: int, now: float) -> bool:
-    key = parked_instance_of(tx, delivery_id)
-    if key is None or not tx.run("skip_inbox", id=delivery_id):
+    """Discard a parked delivery; an event counts as handled by its instance (as a step's
+    `SkipMessage` does), so a rewound router's redelivery of it is dropped, not run."""
+    found = parked_one(tx, delivery_id)
+    if found is None or not tx.run("skip_inbox", id=delivery_id):
         return False
+    key = (found.process, found.instance_id)
+    position = msgspec.json.decode(found.metadata).get("position")
+    if position is not None:
+        tx.run("raise_last_position", process=key[0], instance_id=key[1], position=position)
     resume(tx, key, now)
     return True
-
-
-def handled_up_to(tx: Tx, key: Key, position: int) -> None:
-    """Count the events up to `position` as handled by the instance (a skip)."""
-    tx.run("raise_last_position", process=key[0], instance_id=key[1], position=position)
 
 
 def ready(tx: Tx, now: float) -> bool:

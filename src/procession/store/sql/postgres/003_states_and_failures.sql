@@ -1,5 +1,5 @@
 -- procession schema v3 (PostgreSQL): the database knows every state (CHECK constraints named
--- like the StrEnums in procession/store/work/states.py), failures keep their first time, and
+-- like the StrEnums in procession/states.py), failures keep their first time, and
 -- a log consumer (projection, router) that fails is parked at its event in a table of its own.
 ALTER TABLE commands ADD CONSTRAINT commands_status
   CHECK (status IN ('pending', 'done', 'rejected', 'parked', 'skipped'));

@@ -1,5 +1,5 @@
 -- procession schema v3 (SQLite): the database knows every state (CHECK constraints named
--- like the StrEnums in procession/store/work/states.py), failures keep their first time, and
+-- like the StrEnums in procession/states.py), failures keep their first time, and
 -- a log consumer (projection, router) that fails is parked at its event in a table of its own.
 -- SQLite cannot add a constraint to a table: each table is rebuilt under its new definition.
 -- The checks are written `x = 'a' OR x = 'b'`, not `x IN ('a', 'b')`: measured on 100k
