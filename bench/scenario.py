@@ -7,7 +7,10 @@ Each (backend, N) runs in a fresh child process (its own peak RSS). One customer
 contracts; simulated customers re-sign late or never (seed 7, 10% never) on the virtual
 clock, as in `make demo`. Set-up (registering and opening, bulk commands of 5,000 per
 transaction) is timed apart from the run (the rating change until the batch completes and
-nothing is left to do). Prints one JSON object on stdout.
+nothing is left to do). Prints one JSON object on stdout, with the cost model of the run:
+statements, executions, round trips and row writes per contract, in all and per stage
+(`Runtime.costs`; statements outside the stages, such as a virtual clock's moves, count in
+the totals only; row writes only where the backend counts them, i.e. SQLite).
 """
 
 from __future__ import annotations
@@ -53,10 +56,15 @@ def child(url: str, n: int) -> dict[str, Any]:
     head_before = runtime.store.head_position()
     rss_before = peak_rss_mb()
 
+    counters = runtime.store.counters
+    before = (counters.statements, counters.executions, counters.round_trips)
+    writes_before = runtime.store.backend.row_writes()
+    runtime.costs = {name: type(cost)() for name, cost in runtime.costs.items()}
     started = time.perf_counter()
     runtime.send(ChangeCustomerCreditRating(customer_id="bench", new_rating="B"))
     stats = runtime.run_until_idle()
     seconds = time.perf_counter() - started
+    writes_after = runtime.store.backend.row_writes()
     progress = runtime.progress(batch_id_for("bench", 1))
     assert progress is not None and progress.status == "completed", progress
     events = runtime.store.head_position() - head_before
@@ -74,7 +82,32 @@ def child(url: str, n: int) -> dict[str, Any]:
         "clock_advances": stats.clock_advances,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_after_setup_mb": rss_before,
+        "per_contract": per_contract(
+            n,
+            statements=counters.statements - before[0],
+            executions=counters.executions - before[1],
+            round_trips=counters.round_trips - before[2],
+            row_writes=None if writes_after is None else writes_after - (writes_before or 0),
+            events=events,
+        ),
+        "stages": {
+            name: {"seconds": round(cost.seconds, 2)}
+            | per_contract(
+                n,
+                work=cost.work,
+                statements=cost.statements,
+                executions=cost.executions,
+                round_trips=cost.round_trips,
+                row_writes=cost.row_writes,
+            )
+            for name, cost in runtime.costs.items()
+        },
     }
+
+
+def per_contract(n: int, **totals: int | None) -> dict[str, float | None]:
+    """The cost model: each total divided by the contracts (None: not counted here)."""
+    return {k: None if v is None else round(v / n, 2) for k, v in totals.items()}
 
 
 def main() -> None:

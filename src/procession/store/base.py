@@ -71,10 +71,34 @@ class Backend(Protocol):
     def user_sql(self, sql: str) -> str: ...
     def table_names(self, cursor: Cursor) -> set[str]: ...
     def run_script(self, cursor: Cursor, script: str) -> None: ...
-    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None: ...
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> int:
+        """Send the groups (each one statement and its rows); the round trips it took."""
+        ...
+
+    def row_writes(self) -> int | None:
+        """Rows inserted, updated or deleted since the store was opened, if the backend
+        counts them (SQLite does; PostgreSQL's counters lag behind commits)."""
+        ...
+
     def array_param(self, values: list[str]) -> Any: ...
     @property
     def coordination(self) -> Coordination: ...
+
+
+@dataclass
+class Counters:
+    """What a store has asked of its database since it was opened: the cost model of the
+    benchmarks (`bench/scenario.py` reports them per stage and per contract).
+
+    `statements` counts calls into the driver (an `executemany` of N rows is one),
+    `executions` the statements the database ran (that `executemany` is N), and
+    `round_trips` the waits for the database (a PostgreSQL pipeline is one; on SQLite every
+    call is one, in process). Row writes are the backend's to count (`Backend.row_writes`).
+    """
+
+    statements: int = 0
+    executions: int = 0
+    round_trips: int = 0
 
 
 @dataclass
@@ -129,6 +153,7 @@ class Tx:
         self._deferred: list[tuple[str, Params]] = []
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
+        self._counters = store._shared.counters
 
     @property
     def coordination(self) -> Coordination:
@@ -142,6 +167,10 @@ class Tx:
     def _exec(self, query: str, params: Params | None) -> Cursor:
         self.flush()
         self.cursor.execute(self._sql[query], params or {})
+        counters = self._counters
+        counters.statements += 1
+        counters.executions += 1
+        counters.round_trips += 1
         return self.cursor
 
     def rows(self, query: str, /, **params: Any) -> list[Row]:
@@ -232,7 +261,10 @@ class Tx:
                 groups[-1][1].append(params)
             else:
                 groups.append((text, [params]))
-        self.store.backend.send_batch(self.cursor, groups)
+        counters = self._counters
+        counters.statements += len(groups)
+        counters.executions += len(ops)
+        counters.round_trips += self.store.backend.send_batch(self.cursor, groups)
 
     def write(self, sql: str, params: Params | None = None) -> None:
         """The caller's own write (`:name` parameters), deferred like the engine's: in order
@@ -484,6 +516,7 @@ class _Shared:
     user_sql: dict[str, str] = field(default_factory=dict)
     virtual: bool | None = None
     """Whether the store runs on a virtual clock, once known (set by `Tx.set_meta`)."""
+    counters: Counters = field(default_factory=Counters)
 
 
 class Store:
@@ -524,6 +557,11 @@ class Store:
     @property
     def url(self) -> str:
         return self.backend.url
+
+    @property
+    def counters(self) -> Counters:
+        """What this store (every view of it) has asked of the database since it opened."""
+        return self._shared.counters
 
     def now(self) -> float:
         """The store's own time: its virtual clock's if it runs on one, else the system's."""

@@ -296,11 +296,12 @@ class PostgresBackend:
     def array_param(self, values: list[str]) -> Any:
         return values
 
-    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None:
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> int:
         """The groups in pipelines (one round trip instead of one per statement); a large
         group of event rows goes by COPY, which cannot run inside a pipeline."""
         connection = cursor.connection  # type: ignore[attr-defined]
         pending: list[tuple[str, list[Params]]] = []
+        trips = 0
         for sql, params in [*groups, ("", [])]:
             if sql and not (len(params) >= COPY_AT_LEAST and sql.startswith(_EVENT_INSERT)):
                 pending.append((sql, params))
@@ -313,10 +314,16 @@ class PostgresBackend:
                         else:
                             cursor.executemany(psql, pparams)
                 pending = []
+                trips += 1
             if sql:
                 with cursor.copy(_COPY_EVENTS) as copy:  # type: ignore[attr-defined]
                     for row in params:
                         copy.write_row(row)
+                trips += 1
+        return trips
+
+    def row_writes(self) -> int | None:
+        return None  # pg_stat_* counts them, but only after commits, and for every session
 
     def close(self) -> None:
         self.coordination.close()

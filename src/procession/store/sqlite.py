@@ -126,12 +126,16 @@ class SQLiteBackend:
     def array_param(self, values: list[str]) -> Any:
         return json.dumps(values)
 
-    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> None:
+    def send_batch(self, cursor: Cursor, groups: list[tuple[str, list[Params]]]) -> int:
         for sql, params in groups:
             if len(params) == 1:
                 cursor.execute(sql, params[0])
             else:
                 cursor.executemany(sql, params)
+        return len(groups)
+
+    def row_writes(self) -> int | None:
+        return self.conn.total_changes
 
     def close(self) -> None:
         self.conn.close()
