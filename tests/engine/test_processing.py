@@ -14,6 +14,7 @@ from procession import (
     Store,
     open_store,
 )
+from procession.ids import derived_id
 from procession.process.batch import completion_due
 from tests.engine.conftest import MakeRuntime
 from tests.support.toy import (
@@ -148,12 +149,22 @@ def test_correlation_and_causation_flow_from_batch_to_every_message(
             cid: (t, meta)
             for cid, t, meta in tx.sql("SELECT command_id, type, metadata FROM commands")
         }
-    for event in events_of(store, "AccountFrozen") + events_of(store, "AccountThawed"):
+    for event in events_of(store, "AccountFrozen"):
         assert event.metadata["correlation_id"] == "review-g1-1"
         cause = event.metadata["causation_id"]
         assert cause in commands, "every event names the command that caused it"
-    thaws = [meta for t, meta in commands.values() if t == "Thaw"]
-    assert len(thaws) == 2 and all('"correlation_id":"review-g1-1"' in m for m in thaws)
+    # the watches' thaws ran inside their steps (no outbox row): each thaw event names the
+    # command the step sent, whose id derives from the watch, its thaw timer and the freeze
+    frozen = {e.stream_id: e.metadata["message_id"] for e in events_of(store, "AccountFrozen")}
+    thaws = events_of(store, "AccountThawed")
+    assert len(thaws) == 2
+    for event in thaws:
+        assert event.metadata["correlation_id"] == "review-g1-1"
+        account = event.stream_id.removeprefix("Account-")
+        timer = derived_id("timer", "FreezeWatch", account, "thaw", frozen[event.stream_id])
+        command_id = derived_id("FreezeWatch", account, timer, 0)
+        assert event.metadata["causation_id"] == command_id, "names the command that caused it"
+        assert command_id not in commands
 
 
 def test_redelivery_of_every_event_and_timer_changes_nothing(

@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from procession import CommandRejected, Runtime, Skipped, VirtualClock, open_store
 from procession.runtime.steps import Instance
 from tests.conftest import PG_URL, pg_schema_url
+from tests.support.commands import commands_by_status
 from tests.support.toy import Close, Freeze, OpenAccount, build_app
 
 ACCOUNTS = ["a", "b", "c"]
@@ -140,9 +141,7 @@ class FreezeWatchMachine(RuleBasedStateMachine):
             )
             assert frozen == thawed + closed_while_frozen, f"{account}: {types}"
         with self.store.transaction() as tx:
-            statuses: dict[str, Any] = dict(
-                tx.sql("SELECT status, COUNT(*) FROM commands WHERE type = 'Thaw' GROUP BY status")
-            )
+            statuses = commands_by_status(tx, "AccountThawed", command_type="Thaw")
             assert tx.sql("SELECT COUNT(*) FROM inbox")[0][0] == 0
             # every watch ended: thawed or closed, never restarted by an old freeze
             running = tx.sql(

@@ -30,6 +30,8 @@ from procession.store.work import (
 from procession.store.work import commands as outbox
 
 RETRIES_ON_CONFLICT = 3
+SentCommand = tuple[object, Command, dict[str, Any]]
+"""A command a process step sent: (its sender's key, the command with its id, metadata)."""
 
 
 class CommandResult(msgspec.Struct, frozen=True):
@@ -235,6 +237,81 @@ class CommandBus:
             result = CommandResult(row.command_id, CommandStatus.DONE, run.events, run.streams)
             self._finish(tx, row.command_id, meta, CommandStatus.DONE, result, None)
         return len(claimed)
+
+    def takes_inline(self, command: Command) -> bool:
+        """Whether a process step's command can run inside the step's transaction: its id
+        is derived (a caller-chosen id may be sent twice: the outbox row deduplicates it)
+        and this app handles its type."""
+        return not command.command_id and type(command) in self.app.handlers
+
+    def run_sent(self, tx: Tx, now: float, sent: list[SentCommand]) -> None:
+        """Execute the commands a stage's steps sent, in the steps' own transaction.
+
+        No outbox row is written for a command that succeeds: it commits with the step that
+        sent it, so a redelivered step finds both done or neither (the exactly-once of the
+        step is the command's), and its events carry its id as their causation. A command
+        the domain rejects is recorded as rejected; one that fails otherwise goes to the
+        outbox as a failed attempt, where its `on_error` policy retries or parks it, and the
+        later commands of the same instance follow it there: stored after it and due with
+        its retry, so they run after it. (Past that first retry the outbox, as for any of
+        its commands, does not hold one command back for another that failed again.)
+        """
+        tx.lock_appends()  # before loading aggregates: their versions are then final
+        run = HandlerRun(tx, now, {})
+        self.prefetch(run, [command for _, command, _ in sent])
+        diverted: dict[object, float] = {}  # sender -> when its failed command is retried
+        for sender, command, meta in sent:
+            if sender in diverted:
+                row = message_row(tx.registry, command, meta)
+                row.update(command_id=command.command_id, status=CommandStatus.PENDING)
+                row["available_at"] = diverted[sender]
+                outbox.record_after(tx, row)
+                continue
+            try:
+                run.events, run.streams = 0, []
+                self._handle(run, command, meta)
+            except CommandRejected as exc:
+                self._settle(tx, command, meta, CommandStatus.REJECTED, str(exc), now)
+            except Exception as exc:
+                run.cache.clear()
+                failure = Failure(
+                    error=exc,
+                    attempt=1,
+                    first_failed_at=now,
+                    last_error=None,
+                    message=command,
+                    subject=f"command:{type(command).__name__}",
+                )
+                decision, error = consult(self.app.command_policy(type(command)), failure)
+                if isinstance(decision, SkipMessage):
+                    self._settle(tx, command, meta, CommandStatus.SKIPPED, error, now)
+                    continue
+                parked = isinstance(decision, Park)
+                delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
+                status = CommandStatus.PARKED if parked else CommandStatus.PENDING
+                self._settle(tx, command, meta, status, error, now, available_at=now + delay)
+                diverted[sender] = now + delay
+
+    def _settle(
+        self,
+        tx: Tx,
+        command: Command,
+        meta: dict[str, Any],
+        status: CommandStatus,
+        error: str,
+        now: float,
+        available_at: float | None = None,
+    ) -> None:
+        """The one row of an inline command that did not simply succeed."""
+        row = message_row(tx.registry, command, meta)
+        row.update(
+            command_id=command.command_id,
+            status=status,
+            available_at=now if available_at is None else available_at,
+            error=error,
+            first_failed_at=None if status == CommandStatus.REJECTED else now,
+        )
+        outbox.record_attempted(tx, row)
 
     def prefetch(self, run: HandlerRun, commands: list[Command]) -> None:
         """Load every aggregate the batch's commands are routed to, in one query."""

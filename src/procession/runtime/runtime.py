@@ -37,7 +37,7 @@ from procession.store.base import Store, Tx
 from procession.store.work import batches as work_batches
 from procession.store.work import commands, consumers, instances, timers
 
-__all__ = ["Limits", "RunStats", "Runtime"]
+__all__ = ["Limits", "RunStats", "Runtime", "StageCost"]
 
 
 log = logging.getLogger("procession")
@@ -56,6 +56,19 @@ class RunStats(msgspec.Struct):
     rounds: int = 0
     work: int = 0
     clock_advances: int = 0
+
+
+class StageCost(msgspec.Struct):
+    """What one stage has cost since the runtime started (`Runtime.costs`): the cost model
+    the benchmarks report per contract. `row_writes` is None where the backend does not
+    count them (PostgreSQL)."""
+
+    work: int = 0
+    seconds: float = 0.0
+    statements: int = 0
+    executions: int = 0
+    round_trips: int = 0
+    row_writes: int | None = 0
 
 
 @contextmanager
@@ -93,7 +106,7 @@ class Runtime:
         self.commands = CommandBus(app, store, self.clock.now)
         self.router = Router(app)
         self.projector = Projector(app)
-        self.steps = StepRunner(app)
+        self.steps = StepRunner(app, inline=None if "commands" in skip else self.commands)
         self.batch_worker = BatchWorker(app)
         self.projector.setup(store)
         self.log = LogConsumers(app, self.router, self.projector)
@@ -105,6 +118,7 @@ class Runtime:
             ("batches", self.batch_worker.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
+        self.costs: dict[str, StageCost] = {name: StageCost() for name, _ in self.stages}
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -139,10 +153,26 @@ class Runtime:
 
     def _stages(self) -> int:
         work = 0
-        for _name, stage in self.stages:
+        counters = self.store.counters
+        row_writes = self.store.backend.row_writes
+        for name, stage in self.stages:
             now = self.clock.now()
+            cost = self.costs[name]
+            before = (counters.statements, counters.executions, counters.round_trips)
+            writes, started = row_writes(), time.perf_counter()
             with self.store.transaction() as tx:
-                work += stage(tx, now)
+                done = stage(tx, now)
+                tx.flush()  # its writes counted here, not in the next stage's first read
+            work += done
+            cost.work += done
+            cost.seconds += time.perf_counter() - started
+            cost.statements += counters.statements - before[0]
+            cost.executions += counters.executions - before[1]
+            cost.round_trips += counters.round_trips - before[2]
+            if writes is not None and cost.row_writes is not None:
+                cost.row_writes += (row_writes() or 0) - writes
+            else:
+                cost.row_writes = None
         return work
 
     def run_once_stages(self, names: set[str]) -> int:

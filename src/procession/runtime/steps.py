@@ -28,6 +28,7 @@ from procession.process.effects import (
 )
 from procession.process.manager import ProcessManager, StepContext
 from procession.runtime import batches
+from procession.runtime.commands import CommandBus, SentCommand
 from procession.runtime.envelope import load_meta, message_row, message_time, metadata
 from procession.store.base import Tx, encode_json
 from procession.store.work import (
@@ -113,10 +114,22 @@ class Instance:
 
 
 class StepRunner:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, inline: CommandBus | None = None) -> None:
+        """With `inline`, the commands a step sends run in the step's own transaction
+        (`CommandBus.run_sent`) instead of waiting in the outbox for the commands stage."""
         self.app = app
+        self.inline = inline
+        self.sent: list[SentCommand] = []
 
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
+        self.sent = []
+        steps = self._run(tx, now, limit)
+        if self.sent and self.inline is not None:
+            sent, self.sent = self.sent, []
+            self.inline.run_sent(tx, now, sent)
+        return steps
+
+    def _run(self, tx: Tx, now: float, limit: int) -> int:
         claimed = instances.claim(tx, now, limit)
         inboxes = instances.deliveries_of(tx, [(c.process, c.instance_id) for c in claimed])
         steps = 0
@@ -192,7 +205,7 @@ class StepRunner:
                 instances.consumed(tx, delivery.id)
                 inst.changed = True
                 continue
-            before = inst.fields()
+            before, sent = inst.fields(), len(self.sent)
             try:
                 with tx.savepoint():
                     message = tx.registry.decode(
@@ -206,6 +219,7 @@ class StepRunner:
                     inst.wait_until, inst.changed = 0.0, True
             except Exception as exc:
                 inst.restore(before)
+                del self.sent[sent:]
                 self.failed(tx, inst, delivery, message, meta, exc, now)
                 break
         return steps
@@ -303,14 +317,17 @@ class StepRunner:
                 process=name,
                 instance_id=inst.instance_id,
             )
+            if self.inline is not None and self.inline.takes_inline(effect):
+                self.sent.append((inst.key, command, meta))
+                return
             commands.record(
                 tx, command_id, CommandStatus.PENDING, now, message_row(tx.registry, command, meta)
             )
         elif isinstance(effect, Schedule):
             self.schedule(tx, inst, effect, ctx)
         elif isinstance(effect, CancelTimer):
-            inst.timers.pop(effect.name, None)
-            timers.cancel(tx, name, inst.instance_id, effect.name)
+            if inst.timers.pop(effect.name, None) is not None:  # else no row is set to delete
+                timers.cancel(tx, name, inst.instance_id, effect.name)
         elif isinstance(effect, StartBatch):
             spec = batches.check_start(self.app, effect)
             meta = {"message_id": ctx.message_id, "correlation_id": ctx.correlation_id}
@@ -343,5 +360,6 @@ class StepRunner:
 
     def complete(self, tx: Tx, inst: Instance) -> None:
         inst.status, inst.changed = InstanceStatus.DONE, True
-        inst.timers.clear()
-        timers.cancel_all(tx, inst.process.name, inst.instance_id)
+        if inst.timers:  # `timers` names every timer row of the instance: none, no delete
+            inst.timers.clear()
+            timers.cancel_all(tx, inst.process.name, inst.instance_id)

@@ -40,6 +40,13 @@ INSERT INTO commands (command_id, type, schema_version, data, metadata, status, 
 VALUES (:command_id, :type, :schema_version, :data, :metadata, :status, :available_at)
 ON CONFLICT (command_id) DO NOTHING;
 
+-- name: insert_attempted_command
+INSERT INTO commands (command_id, type, schema_version, data, metadata, status, available_at,
+  attempts, error, first_failed_at)
+VALUES (:command_id, :type, :schema_version, :data, :metadata, :status, :available_at,
+  1, :error, :first_failed_at)
+ON CONFLICT (command_id) DO NOTHING;
+
 -- name: finish_command
 UPDATE commands SET status = :status, result = :result, error = :error,
   attempts = attempts + 1
