@@ -8,12 +8,15 @@ idempotency keys catch the duplicate.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 import uuid
 
 NAMESPACE = uuid.UUID("6f1c1d1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f")
+_NAMESPACE = NAMESPACE.bytes
+_sha1 = hashlib.sha1
 
 _lock = threading.Lock()
 _last = [0, 0]
@@ -58,5 +61,14 @@ def new_ids(n: int) -> list[str]:
 
 
 def derived_id(*parts: object) -> str:
-    """A deterministic id for a thing derived from other things (same parts, same id)."""
-    return str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
+    """A deterministic id for a thing derived from other things (same parts, same id).
+
+    Exactly `str(uuid.uuid5(NAMESPACE, "/".join(parts)))` (ids stored by earlier versions
+    are derived again the same), laid out directly: without the UUID object it costs a
+    third (three of these per process step)."""
+    name = "/".join([p if isinstance(p, str) else str(p) for p in parts])
+    digest = bytearray(_sha1(_NAMESPACE + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
