@@ -49,7 +49,6 @@ from credit_contracts.simulator import (
 )
 from credit_contracts.views.contracts_by_customer import ContractsByCustomer, contract_targets
 from credit_contracts.views.customer_summary import CustomerSummaryView, customer_summary
-from credit_contracts.views.timeline import Timeline
 from procession import (
     App,
     BatchProgress,
@@ -114,7 +113,7 @@ def build_app(
         app.command(command, Contract, to=contract_of)
     app.command(OpenContract, handler=open_contract)
     app.command(ConfigureSimulation, Simulation, to=lambda c: SIMULATION_ID)
-    for projection in (ContractsByCustomer(), CustomerSummaryView(), Timeline()):
+    for projection in (ContractsByCustomer(), CustomerSummaryView()):
         app.projection(projection)
     app.process(CreditChangeProcessor(max_in_flight=max_in_flight, page_size=page_size))
     app.process(ContractConfirmationProcessor())

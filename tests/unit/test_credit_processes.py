@@ -150,34 +150,36 @@ def test_confirmation_routing() -> None:
     assert CONFIRM.interested(changed(1)) is None
 
 
-def test_a_revoked_contract_is_sent_for_resignature_with_reminders_and_a_deadline() -> None:
+def test_a_revoked_contract_is_sent_for_resignature_and_its_first_reminder_set() -> None:
     assert CONFIRM.handle(CONFIRM.initial(), REVOKED, ctx("k")) == [
         RequestResignature(contract_id="k"),
         Schedule("reminder-1", after=timedelta(days=3)),
-        Schedule("reminder-2", after=timedelta(days=7)),
-        Schedule("deadline", after=timedelta(days=14)),
     ]
 
 
-def test_timers_send_reminders_then_terminate() -> None:
+def test_each_timer_sets_the_next_reminders_on_days_3_and_7_the_deadline_on_day_14() -> None:
     state = CONFIRM.initial()
     fire = [TimerFired(name=n) for n in ("reminder-1", "reminder-2", "deadline")]
-    assert [CONFIRM.handle(state, t, ctx("k")) for t in fire] == [
-        [SendReminder(contract_id="k", n=1)],
-        [SendReminder(contract_id="k", n=2)],
+    effects = []
+    for timer in fire:
+        effects.append(CONFIRM.handle(state, timer, ctx("k")))
+        state = CONFIRM.evolve(state, timer)
+    assert effects == [
+        [SendReminder(contract_id="k", n=1), Schedule("reminder-2", after=timedelta(days=4))],
+        [SendReminder(contract_id="k", n=2), Schedule("deadline", after=timedelta(days=7))],
         [TerminateContract(contract_id="k", reason="not re-signed within 14 days")],
     ]
-    assert CONFIRM.evolve(CONFIRM.evolve(state, fire[0]), fire[1]).reminders == 2
+    assert state.reminders == 2
 
 
-def test_a_signature_is_reconfirmed_and_cancels_the_timers() -> None:
-    effects = CONFIRM.handle(CONFIRM.initial(), RESIGNED, ctx("k", position=31))
-    assert effects == [
-        ReconfirmContract(contract_id="k", resigned_position=31),
-        CancelTimer("reminder-1"),
-        CancelTimer("reminder-2"),
-        CancelTimer("deadline"),
-    ]
+def test_a_signature_is_reconfirmed_and_cancels_the_one_timer_set() -> None:
+    reminded = CONFIRM.evolve(CONFIRM.initial(), TimerFired(name="reminder-1"))
+    for state, pending in ((CONFIRM.initial(), "reminder-1"), (reminded, "reminder-2")):
+        effects = CONFIRM.handle(state, RESIGNED, ctx("k", position=31))
+        assert effects == [
+            ReconfirmContract(contract_id="k", resigned_position=31),
+            CancelTimer(pending),
+        ]
     assert CONFIRM.evolve(CONFIRM.initial(), RESIGNED) == ConfirmationState("re-signed", 0)
 
 
@@ -200,13 +202,11 @@ def scenario() -> Iterator[ProcessScenario]:
 
 
 def test_reminders_on_day_3_and_7_then_termination_on_day_14(scenario: ProcessScenario) -> None:
-    assert sorted(scenario.timers("k")) == [
-        ("deadline", 14 * DAY),
-        ("reminder-1", 3 * DAY),
-        ("reminder-2", 7 * DAY),
-    ]
+    assert scenario.timers("k") == [("reminder-1", 3 * DAY)]
     scenario.advance(days=3).then_commands(SendReminder(contract_id="k", n=1))
+    assert scenario.timers("k") == [("reminder-2", 4 * DAY)]  # day 7: seconds from now
     scenario.advance(days=4).then_commands(SendReminder(contract_id="k", n=2))
+    assert scenario.timers("k") == [("deadline", 7 * DAY)]  # day 14
     scenario.advance(days=6, hours=23).then_commands()
     scenario.advance(hours=1).then_commands(
         TerminateContract(contract_id="k", reason="not re-signed within 14 days")

@@ -86,19 +86,22 @@ class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
         return None
 
     def handle(self, state: ConfirmationState, message: Message, ctx: StepContext) -> Sequence[Any]:
+        """One timer at a time: the next reminder, then the deadline. Each firing sets the
+        next, so a contract re-signed early writes one timer row and cancels one, instead of
+        three set and three cancelled."""
         contract_id = ctx.instance_id
         match message:
             case CustomerContractRevoked():
-                return [RequestResignature(contract_id=contract_id), *schedule_timers()]
+                return [RequestResignature(contract_id=contract_id), next_timer(0)]
             case TimerFired(name=Timer.DEADLINE):
                 return [TerminateContract(contract_id=contract_id, reason=DEADLINE_REASON)]
             case TimerFired(name=name):
-                return [timer_command(contract_id, name)]
+                return [timer_command(contract_id, name), next_timer(state.reminders + 1)]
             case ContractResigned():
                 assert ctx.position is not None
                 return [
                     ReconfirmContract(contract_id=contract_id, resigned_position=ctx.position),
-                    *(CancelTimer(name) for name in TIMERS),
+                    CancelTimer(pending_timer(state.reminders)),
                 ]
             case CustomerContractReconfirmed() | ContractTerminated():
                 return [Complete()]
@@ -113,12 +116,21 @@ class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
         return state
 
 
-def schedule_timers() -> list[Schedule]:
-    reminders = [
-        Schedule(reminder_timer(n), after=timedelta(days=days))
-        for n, days in enumerate(REMINDER_DAYS, start=1)
-    ]
-    return [*reminders, Schedule(DEADLINE, after=timedelta(days=DEADLINE_DAYS))]
+DAY_MARKS: tuple[int, ...] = (0, *REMINDER_DAYS, DEADLINE_DAYS)
+"""Days after the revocation at which each timer falls due, from the revocation itself."""
+
+
+def pending_timer(reminders_sent: int) -> Timer:
+    """The one timer set while `reminders_sent` reminders have gone out."""
+    return TIMERS[reminders_sent]
+
+
+def next_timer(reminders_sent: int) -> Schedule:
+    """The timer to set once `reminders_sent` reminders have gone out: due as many days
+    after the moment it is set (the revocation, or the timer that just fired) as the
+    schedule says."""
+    days = DAY_MARKS[reminders_sent + 1] - DAY_MARKS[reminders_sent]
+    return Schedule(pending_timer(reminders_sent), after=timedelta(days=days))
 
 
 def timer_command(contract_id: str, name: str) -> SendReminder | TerminateContract:

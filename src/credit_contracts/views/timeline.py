@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from credit_contracts.domain.contract import Contract
 from credit_contracts.domain.messages import (
     CONTRACT_EVENTS,
     ContractOpened,
@@ -23,14 +24,7 @@ from credit_contracts.domain.messages import (
     CustomerContractRevoked,
 )
 from credit_contracts.processes.contract_confirmation import REMINDER_DAYS
-from credit_contracts.views import queries
-from procession import EventInfo, Message, Projection, Session, Store
-
-NAME = "timeline"
-
-
-def q(name: str) -> str:
-    return queries(NAME)[name]
+from procession import Message, MessageRegistry, Store
 
 
 class TimelineEntry(msgspec.Struct, frozen=True):
@@ -68,41 +62,30 @@ STORY: dict[type[Message], tuple[str, Callable[[Any], str]]] = {
     ContractTerminated: ("TerminateContract", lambda e: f"terminated: {e.reason}"),
 }
 assert set(STORY) == set(CONTRACT_EVENTS)
-
-
-class Timeline(Projection):
-    name = NAME
-
-    def __init__(self) -> None:
-        super().__init__()
-        for event_type in STORY:
-            self.on(event_type, self.record)
-
-    def setup(self, session: Session) -> None:
-        session.sql(q("create_table"))
-
-    def reset(self, session: Session) -> None:
-        session.sql(q("reset"))
-
-    def record(self, session: Session, event: Any, info: EventInfo) -> None:
-        command, story = STORY[type(event)]
-        meta = info.metadata
-        session.write(
-            q("insert"),
-            {
-                "contract_id": event.contract_id,
-                "position": info.position,
-                "event_type": type(event).__name__,
-                "occurred_at": meta["occurred_at"],
-                "correlation_id": meta.get("correlation_id"),
-                "causation_id": meta.get("causation_id"),
-                "command": command,
-                "summary": story(event),
-            },
-        )
+EVENTS = MessageRegistry()
+EVENTS.register_all(*CONTRACT_EVENTS)
 
 
 def timeline(store: Store, contract_id: str) -> list[TimelineEntry]:
-    with store.session() as session:
-        rows = session.sql(q("of_contract"), {"contract_id": contract_id})
-    return [TimelineEntry(*row) for row in rows]
+    """Read from the contract's own stream, not from a read model: the stream *is* the
+    timeline, in log order, with each event's metadata. (A `cc_timeline` table kept the same
+    rows a second time, a write per event that only this query read.)"""
+    entries = []
+    for recorded in store.read_stream(Contract.stream_id(contract_id)):
+        event = EVENTS.decode(
+            recorded.type, recorded.schema_version, msgspec.json.encode(recorded.data)
+        )
+        command, story = STORY[type(event)]
+        meta = recorded.metadata
+        entries.append(
+            TimelineEntry(
+                position=recorded.position,
+                event_type=recorded.type,
+                occurred_at=meta["occurred_at"],
+                correlation_id=meta.get("correlation_id"),
+                causation_id=meta.get("causation_id"),
+                command=command,
+                summary=story(event),
+            )
+        )
+    return entries
