@@ -44,17 +44,34 @@ SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
 FROM batches WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling')
 FOR UPDATE SKIP LOCKED;
 
+-- Lists of keys are joined as unnest(), not filtered with = ANY(:ids): these statements are
+-- prepared, and a generic plan cannot hash a parameter array, so a sequential scan checked
+-- every row against every key (500 keys x 5,000 events: 30 ms instead of 1 ms, measured).
+-- The events of a list of streams are read stream by stream through the (stream_id,
+-- version) index: OFFSET 0 keeps the planner from flattening the lateral subquery into a
+-- hash join over the whole log, which it chose with stale statistics (2 ms for 3 streams).
 -- name: inbox_of_instances
-SELECT process, instance_id, id, routing, type, schema_version, data, metadata, attempts,
-  available_at, parked, first_failed_at, error
-FROM inbox WHERE instance_id = ANY(:ids) ORDER BY id;
+SELECT i.process, i.instance_id, i.id, i.routing, i.type, i.schema_version, i.data, i.metadata,
+  i.attempts, i.available_at, i.parked, i.first_failed_at, i.error
+FROM unnest(CAST(:ids AS text[])) AS k(instance_id) JOIN inbox i USING (instance_id)
+ORDER BY i.id;
 
 -- name: read_streams
-SELECT position, stream_id, version, type, schema_version, data, metadata
-FROM events WHERE stream_id = ANY(:ids) ORDER BY stream_id, version;
+SELECT e.position, e.stream_id, e.version, e.type, e.schema_version, e.data, e.metadata
+FROM unnest(CAST(:ids AS text[])) AS k(stream_id)
+CROSS JOIN LATERAL (
+  SELECT position, stream_id, version, type, schema_version, data, metadata
+  FROM events WHERE events.stream_id = k.stream_id ORDER BY version OFFSET 0
+) e
+ORDER BY e.stream_id, e.version;
 
 -- name: stream_versions
-SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY(:ids) GROUP BY stream_id;
+SELECT k.stream_id, v.version
+FROM unnest(CAST(:ids AS text[])) AS k(stream_id)
+CROSS JOIN LATERAL (
+  SELECT MAX(version) AS version FROM events WHERE events.stream_id = k.stream_id
+) v
+WHERE v.version IS NOT NULL;
 
 -- name: repeatable_read
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
