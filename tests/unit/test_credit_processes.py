@@ -32,7 +32,6 @@ from credit_contracts.processes.credit_change import (
 )
 from procession import (
     BatchCompleted,
-    CancelTimer,
     Complete,
     Message,
     Schedule,
@@ -141,13 +140,14 @@ RESIGNED = ContractResigned(contract_id="k", customer_id="c")
 
 def test_confirmation_routing() -> None:
     assert CONFIRM.interested(REVOKED) == start("k")
+    assert CONFIRM.interested(RESIGNED) == continue_("k")
+    # the contract's end is the batch's business (outcome events), not this process's
     for event in (
-        RESIGNED,
         CustomerContractReconfirmed(contract_id="k", customer_id="c", resigned_position=1),
         ContractTerminated(contract_id="k", customer_id="c", reason="x"),
+        changed(1),
     ):
-        assert CONFIRM.interested(event) == continue_("k")
-    assert CONFIRM.interested(changed(1)) is None
+        assert CONFIRM.interested(event) is None
 
 
 def test_a_revoked_contract_is_sent_for_resignature_and_its_first_reminder_set() -> None:
@@ -167,28 +167,18 @@ def test_each_timer_sets_the_next_reminders_on_days_3_and_7_the_deadline_on_day_
     assert effects == [
         [SendReminder(contract_id="k", n=1), Schedule("reminder-2", after=timedelta(days=4))],
         [SendReminder(contract_id="k", n=2), Schedule("deadline", after=timedelta(days=7))],
-        [TerminateContract(contract_id="k", reason="not re-signed within 14 days")],
+        [
+            TerminateContract(contract_id="k", reason="not re-signed within 14 days"),
+            Complete(),
+        ],
     ]
     assert state.reminders == 2
 
 
-def test_a_signature_is_reconfirmed_and_cancels_the_one_timer_set() -> None:
-    reminded = CONFIRM.evolve(CONFIRM.initial(), TimerFired(name="reminder-1"))
-    for state, pending in ((CONFIRM.initial(), "reminder-1"), (reminded, "reminder-2")):
-        effects = CONFIRM.handle(state, RESIGNED, ctx("k", position=31))
-        assert effects == [
-            ReconfirmContract(contract_id="k", resigned_position=31),
-            CancelTimer(pending),
-        ]
+def test_a_signature_is_reconfirmed_and_ends_the_confirmation() -> None:
+    effects = CONFIRM.handle(CONFIRM.initial(), RESIGNED, ctx("k", position=31))
+    assert effects == [ReconfirmContract(contract_id="k", resigned_position=31), Complete()]
     assert CONFIRM.evolve(CONFIRM.initial(), RESIGNED) == ConfirmationState("re-signed", 0)
-
-
-def test_the_contracts_end_completes_the_instance() -> None:
-    for end in (
-        CustomerContractReconfirmed(contract_id="k", customer_id="c", resigned_position=1),
-        ContractTerminated(contract_id="k", customer_id="c", reason="x"),
-    ):
-        assert CONFIRM.handle(CONFIRM.initial(), end, ctx("k")) == [Complete()]
 
 
 # -- the same process through the engine, with virtual days (procession.testing) -----------
@@ -211,8 +201,8 @@ def test_reminders_on_day_3_and_7_then_termination_on_day_14(scenario: ProcessSc
     scenario.advance(hours=1).then_commands(
         TerminateContract(contract_id="k", reason="not re-signed within 14 days")
     )
-    scenario.when(ContractTerminated(contract_id="k", customer_id="c", reason="x"))
     assert scenario.status("k") == "done"
+    assert scenario.timers("k") == []
 
 
 def test_a_signature_on_day_5_is_reconfirmed_and_silences_the_timers(
@@ -224,3 +214,4 @@ def test_a_signature_on_day_5_is_reconfirmed_and_silences_the_timers(
     )
     assert scenario.timers("k") == []
     assert scenario.state("k") == ConfirmationState("re-signed", 1)
+    assert scenario.status("k") == "done"

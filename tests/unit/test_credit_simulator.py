@@ -10,7 +10,6 @@ import pytest
 from credit_contracts.domain.messages import (
     ContractReminderSent,
     ContractResignatureRequested,
-    ContractTerminated,
     SignContract,
 )
 from credit_contracts.simulator import (
@@ -25,7 +24,7 @@ from credit_contracts.simulator import (
     decide_config,
     expected_outcome,
 )
-from procession import CommandRejected, Complete, Schedule, StepContext, TimerFired
+from procession import CommandRejected, Complete, Schedule, StepContext, TimerFired, start
 
 CONFIG = SimulationConfig(seed=7, never_sign=0.2)
 IDS = [f"k{i}" for i in range(2000)]
@@ -101,6 +100,10 @@ def test_the_customer_signs_on_its_trigger_only() -> None:
     k = first_with("after_first_reminder")
     request = ContractResignatureRequested(contract_id=k, customer_id="c")
     reminders = [ContractReminderSent(contract_id=k, customer_id="c", n=n) for n in (1, 2)]
+    # routed only the message it reacts to: its instance starts there
+    assert sim.interested(request) is None
+    assert sim.interested(reminders[0]) == start(k)
+    assert sim.interested(reminders[1]) is None
     assert sim.handle(sim.initial(), request, ctx(k)) == []
     delay = timedelta(seconds=behaviour(CONFIG, k).delay)
     assert sim.handle(sim.initial(), reminders[0], ctx(k)) == [Schedule("sign", after=delay)]
@@ -110,15 +113,19 @@ def test_the_customer_signs_on_its_trigger_only() -> None:
         Complete(),
     ]
     assert sim.evolve(sim.evolve(sim.initial(), request), reminders[0]) == SimState(True)
+    # a redelivered trigger does not schedule the signature twice
+    assert sim.handle(SimState(True), reminders[0], ctx(k)) == []
 
 
-def test_a_customer_who_never_signs_leaves_with_the_contract() -> None:
+def test_a_customer_who_never_signs_is_never_started() -> None:
     sim = CustomerSimulator(CONFIG)
     k = first_with("never")
-    terminated = ContractTerminated(contract_id=k, customer_id="c", reason="x")
-    assert sim.handle(sim.initial(), terminated, ctx(k)) == [Complete()]
-    late = first_with("late")
-    assert sim.handle(SimState(True), terminated, ctx(late)) == []  # still means to sign
+    for event in (
+        ContractResignatureRequested(contract_id=k, customer_id="c"),
+        ContractReminderSent(contract_id=k, customer_id="c", n=1),
+        ContractReminderSent(contract_id=k, customer_id="c", n=2),
+    ):
+        assert sim.interested(event) is None
 
 
 def test_the_configuration_is_recorded_once() -> None:

@@ -16,8 +16,6 @@ import msgspec
 
 from credit_contracts.domain.messages import (
     ContractResigned,
-    ContractTerminated,
-    CustomerContractReconfirmed,
     CustomerContractRevoked,
     ReconfirmContract,
     RequestResignature,
@@ -25,7 +23,6 @@ from credit_contracts.domain.messages import (
     TerminateContract,
 )
 from procession import (
-    CancelTimer,
     Complete,
     Message,
     ProcessManager,
@@ -65,9 +62,7 @@ class ConfirmationState(msgspec.Struct):
     reminders: int = 0
 
 
-Handled = (
-    CustomerContractRevoked | ContractResigned | CustomerContractReconfirmed | ContractTerminated
-)
+Handled = CustomerContractRevoked | ContractResigned
 
 
 class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
@@ -81,30 +76,33 @@ class ContractConfirmationProcessor(ProcessManager[ConfirmationState]):
         """Its annotation is its subscription: `interested_in` is derived from it."""
         if isinstance(event, CustomerContractRevoked):
             return start(event.contract_id)
-        if isinstance(event, ContractResigned | CustomerContractReconfirmed | ContractTerminated):
+        if isinstance(event, ContractResigned):
             return continue_(event.contract_id)
         return None
 
     def handle(self, state: ConfirmationState, message: Message, ctx: StepContext) -> Sequence[Any]:
         """One timer at a time: the next reminder, then the deadline. Each firing sets the
         next, so a contract re-signed early writes one timer row and cancels one, instead of
-        three set and three cancelled."""
+        three set and three cancelled. The confirmation ends with the command that ends the
+        contract's wait (re-confirm or terminate): the batch learns the outcome from the
+        contract's own event, so nothing is left for this process to wait for."""
         contract_id = ctx.instance_id
         match message:
             case CustomerContractRevoked():
                 return [RequestResignature(contract_id=contract_id), next_timer(0)]
             case TimerFired(name=Timer.DEADLINE):
-                return [TerminateContract(contract_id=contract_id, reason=DEADLINE_REASON)]
+                return [
+                    TerminateContract(contract_id=contract_id, reason=DEADLINE_REASON),
+                    Complete(),
+                ]
             case TimerFired(name=name):
                 return [timer_command(contract_id, name), next_timer(state.reminders + 1)]
             case ContractResigned():
                 assert ctx.position is not None
                 return [
                     ReconfirmContract(contract_id=contract_id, resigned_position=ctx.position),
-                    CancelTimer(pending_timer(state.reminders)),
+                    Complete(),  # cancels the timer set
                 ]
-            case CustomerContractReconfirmed() | ContractTerminated():
-                return [Complete()]
         return []
 
     def evolve(self, state: ConfirmationState, message: Message) -> ConfirmationState:
