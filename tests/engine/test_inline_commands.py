@@ -3,17 +3,15 @@
 A step's command whose id the engine derives, of a type the app handles, runs in the
 processes stage with the step that sent it: a success leaves no row in `commands` (its
 events name it as their causation), a rejection leaves one 'rejected' row, any other
-failure leaves one outbox row its `on_error` policy decides about, and the instance's later
-commands of the stage follow it into the outbox. A caller-chosen id, a type without a
-handler, or a runtime that skips the commands stage keep the outbox. Every test runs on
-both backends.
+failure leaves one outbox row its `on_error` policy decides about and delays no other
+command. A caller-chosen id, a type without a handler, or a runtime that skips the commands
+stage keep the outbox. Every test runs on both backends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -31,7 +29,6 @@ from procession import (
     Message,
     Park,
     ProcessManager,
-    Retry,
     Route,
     Runtime,
     SkipMessage,
@@ -379,33 +376,30 @@ def test_a_rejected_inline_command_leaves_one_rejected_row_and_the_step_commits(
     assert len(marks(store)) == 1
 
 
-# -- 5. a handler that raises: one outbox row; the instance's later commands follow it ----------
+# -- 5. a handler that raises: one outbox row; no other command is held back -------------------
 
 
-def test_a_failing_inline_command_goes_to_the_outbox_and_the_instance_follows_it(
+def test_a_failing_inline_command_goes_to_the_outbox_and_delays_no_other(
     make: Make,
 ) -> None:
     store, clock, rt, switches = make()
     switches.down = {"b1"}
     kick(rt, "k1", "b1", "b2")  # b1 fails; b2 (another aggregate) is sent after it
     kick(rt, "k2", "b4")  # a later step of the same instance, in the same stage
-    kick(rt, "k3", "b3", instance="i2")  # another instance: not concerned
+    kick(rt, "k3", "b3", instance="i2")  # another instance
     now = clock.now()
     route_and_step(rt)
 
     failed, second = sent_id(store, "k1", 0), sent_id(store, "k1", 1)
     later, other = sent_id(store, "k2", 0), sent_id(store, "k3", 0, instance="i2")
     rows = {r[0]: r[1:] for r in outbox(store)}
-    assert len(rows) == 3
-    assert rows == {
-        # one failed attempt, retried after the default policy's first backoff (1 s)
-        failed: ("Mark", "pending", 1, "RuntimeError: box b1 is down", now, now + 1.0),
-        # the instance's later commands wait in the outbox as plain pending rows, due with
-        # the failed one's retry (stored after it, they run after it)
-        second: ("Mark", "pending", 0, None, None, now + 1.0),
-        later: ("Mark", "pending", 0, None, None, now + 1.0),
-    }
-    assert marks(store) == [("b3", "k3", other)], "only the other instance's command ran"
+    # one failed attempt, retried after the default policy's first backoff (1 s)
+    assert rows == {failed: ("Mark", "pending", 1, "RuntimeError: box b1 is down", now, now + 1.0)}
+    # a failure stops one thing: the same step's next command, the instance's next step's,
+    # and another instance's all ran, as they would in one batch claimed from the outbox
+    assert sorted(marks(store)) == sorted(
+        [("b2", "k1", second), ("b4", "k2", later), ("b3", "k3", other)]
+    )
     # the steps committed all the same
     assert instance(store) == ("active", '["k1","k2"]', 2)
     assert instance(store, "i2") == ("active", '["k3"]', 1)
@@ -417,8 +411,6 @@ def test_a_failing_inline_command_goes_to_the_outbox_and_the_instance_follows_it
     rows = {r[0]: r[1:] for r in outbox(store)}
     assert {cid: (row[1], row[2]) for cid, row in rows.items()} == {
         failed: ("done", 2),  # failed once inline, then ran from the outbox
-        second: ("done", 1),
-        later: ("done", 1),
     }
     done = marks(store)
     assert len(done) == 4, "each command appended its event exactly once"
@@ -430,34 +422,6 @@ def test_a_failing_inline_command_goes_to_the_outbox_and_the_instance_follows_it
     ]
     assert operations.parked(store) == []
     assert rt.quiescent()
-
-
-def test_the_commands_diverted_after_a_failure_are_stored_after_it(make: Make) -> None:
-    store, _, rt, switches = make()
-    switches.down = {"b1"}
-    kick(rt, "k1", "b1", "b2", "b3")
-    route_and_step(rt)
-    assert [r[0] for r in outbox(store)] == [sent_id(store, "k1", i) for i in range(3)]
-
-
-@pytest.mark.parametrize(
-    "on_error",
-    [None, lambda failure: Retry(timedelta(0))],
-    ids=["default-backoff", "retry-at-once"],
-)
-def test_the_commands_diverted_after_a_failure_run_in_the_order_they_were_sent(
-    make: Make, on_error: OnError | None
-) -> None:
-    store, _, rt, switches = make(on_error=on_error)
-    switches.down = {"b1"}
-    kick(rt, "k1", "b1", "b2")
-    route_and_step(rt)
-    assert marks(store) == []
-
-    switches.down.clear()
-    rt.run_until_idle()
-    failed, second = sent_id(store, "k1", 0), sent_id(store, "k1", 1)
-    assert marks(store) == [("b1", "k1", failed), ("b2", "k1", second)], "in the order sent"
 
 
 # -- 6. the command type's on_error decides about an inline failure at once ---------------------
@@ -508,23 +472,6 @@ def test_an_inline_failure_is_decided_by_the_command_types_on_error(
         rt.run_until_idle()
         assert marks(store) == [("b1", "k1", failed)]
         assert [r[2] for r in outbox(store)] == ["done"]
-
-
-def test_a_parked_inline_failure_keeps_the_instances_later_commands_in_the_outbox(
-    make: Make,
-) -> None:
-    store, _, rt, switches = make(on_error=lambda failure: Park())
-    switches.down = {"b1"}
-    kick(rt, "k1", "b1", "b2")
-    route_and_step(rt)
-    failed, second = sent_id(store, "k1", 0), sent_id(store, "k1", 1)
-    rows = outbox(store)
-    assert len(rows) == 2
-    assert {r[0]: (r[2], r[3]) for r in rows} == {failed: ("parked", 1), second: ("pending", 0)}
-    assert marks(store) == [], "the later command did not run inline"
-
-
-# -- 7. a step that fails after returning a command leaves no trace of it ------------------------
 
 
 def test_a_step_failing_after_it_returned_a_command_leaves_no_trace_of_it(make: Make) -> None:

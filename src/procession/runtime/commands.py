@@ -30,8 +30,8 @@ from procession.store.work import (
 from procession.store.work import commands as outbox
 
 RETRIES_ON_CONFLICT = 3
-SentCommand = tuple[object, Command, dict[str, Any]]
-"""A command a process step sent: (its sender's key, the command with its id, metadata)."""
+SentCommand = tuple[Command, dict[str, Any]]
+"""A command a process step sent: (the command with its id, its metadata)."""
 
 
 class CommandResult(msgspec.Struct, frozen=True):
@@ -251,22 +251,15 @@ class CommandBus:
         sent it, so a redelivered step finds both done or neither (the exactly-once of the
         step is the command's), and its events carry its id as their causation. A command
         the domain rejects is recorded as rejected; one that fails otherwise goes to the
-        outbox as a failed attempt, where its `on_error` policy retries or parks it, and the
-        later commands of the same instance follow it there: stored after it and due with
-        its retry, so they run after it. (Past that first retry the outbox, as for any of
-        its commands, does not hold one command back for another that failed again.)
+        outbox as a failed attempt, where its `on_error` policy retries or parks it. Each
+        command stands alone, as in a batch the commands stage claims from the outbox: a
+        failure delays no other command, not even a later one of the same instance (the
+        outbox never held one command back for another that failed).
         """
         tx.lock_appends()  # before loading aggregates: their versions are then final
         run = HandlerRun(tx, now, {})
-        self.prefetch(run, [command for _, command, _ in sent])
-        diverted: dict[object, float] = {}  # sender -> when its failed command is retried
-        for sender, command, meta in sent:
-            if sender in diverted:
-                row = message_row(tx.registry, command, meta)
-                row.update(command_id=command.command_id, status=CommandStatus.PENDING)
-                row["available_at"] = diverted[sender]
-                outbox.record_after(tx, row)
-                continue
+        self.prefetch(run, [command for command, _ in sent])
+        for command, meta in sent:
             try:
                 run.events, run.streams = 0, []
                 self._handle(run, command, meta)
@@ -290,7 +283,6 @@ class CommandBus:
                 delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
                 status = CommandStatus.PARKED if parked else CommandStatus.PENDING
                 self._settle(tx, command, meta, status, error, now, available_at=now + delay)
-                diverted[sender] = now + delay
 
     def _settle(
         self,

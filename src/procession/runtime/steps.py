@@ -318,7 +318,7 @@ class StepRunner:
                 instance_id=inst.instance_id,
             )
             if self.inline is not None and self.inline.takes_inline(effect):
-                self.sent.append((inst.key, command, meta))
+                self.sent.append((command, meta))
                 return
             commands.record(
                 tx, command_id, CommandStatus.PENDING, now, message_row(tx.registry, command, meta)

@@ -130,6 +130,49 @@ def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
     return sorted(ops, key=lambda op: op[0])
 
 
+class _SavepointScope:
+    __slots__ = ("tx", "sp", "versions", "locked")
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    def __enter__(self) -> None:
+        tx = self.tx
+        if tx._savepoint is not None:
+            raise RuntimeError("savepoints do not nest")
+        self.versions, self.locked = dict(tx._versions), tx._appends_locked
+        self.sp = tx._savepoint = _Savepoint(len(tx._deferred), len(tx._unordered))
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        tx, sp = self.tx, self.sp
+        try:
+            if exc_type is None:
+                if sp.created:  # its writes reached the database: finish them inside it
+                    tx.flush()
+            else:
+                self._undo()
+        except BaseException:
+            self._undo()
+            tx._savepoint = None
+            raise
+        tx._savepoint = None
+        if exc_type is None and sp.created:  # sent with the next writes: no round trip
+            tx._deferred.append((_RELEASE, {}))
+
+    def _undo(self) -> None:
+        tx, sp = self.tx, self.sp
+        if sp.created:
+            tx._deferred.clear()
+            tx._unordered.clear()
+            tx.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
+            tx.cursor.execute("RELEASE SAVEPOINT procession_step")
+        else:
+            del tx._deferred[sp.mark :]
+            del tx._unordered[sp.loose_mark :]
+        tx._versions, tx._appends_locked = self.versions, self.locked
+        sp.created = False
+
+
 class Tx:
     """One open transaction, speaking in named queries.
 
@@ -288,36 +331,14 @@ class Tx:
             return []
         return self.cursor.fetchall()
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> _SavepointScope:
         """A nested unit: on error, undo only what happened inside it, then re-raise.
 
         Costs nothing while the unit only defers writes (they are simply dropped on error);
         a real SAVEPOINT is taken only if the unit makes its writes reach the database.
+        (A class, not a generator: two of these open per process step.)
         """
-        if self._savepoint is not None:
-            raise RuntimeError("savepoints do not nest")
-        versions, locked = dict(self._versions), self._appends_locked
-        sp = self._savepoint = _Savepoint(len(self._deferred), len(self._unordered))
-        try:
-            yield
-            if sp.created:  # its writes reached the database: finish them inside it
-                self.flush()
-        except BaseException:
-            if sp.created:
-                self._deferred.clear()
-                self._unordered.clear()
-                self.cursor.execute("ROLLBACK TO SAVEPOINT procession_step")
-                self.cursor.execute("RELEASE SAVEPOINT procession_step")
-            else:
-                del self._deferred[sp.mark :]
-                del self._unordered[sp.loose_mark :]
-            self._versions, self._appends_locked = versions, locked
-            raise
-        finally:
-            self._savepoint = None
-        if sp.created:  # sent with the next batch of writes: no round trip of its own
-            self._deferred.append((_RELEASE, {}))
+        return _SavepointScope(self)
 
     def snapshot(self) -> None:
         """Make every read of this (read-only) transaction see one snapshot."""

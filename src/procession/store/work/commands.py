@@ -28,15 +28,8 @@ def record(
 
 def record_attempted(tx: Tx, row: dict[str, Any]) -> None:
     """Insert a command already tried once (an inline command that did not succeed): its
-    message columns, command_id, status, available_at, error and first_failed_at. In order
-    with `record_after`: commands stored after it get the later `seq`."""
+    message columns, command_id, status, available_at, error and first_failed_at."""
     tx.defer_ordered("insert_attempted_command", row)
-
-
-def record_after(tx: Tx, row: dict[str, Any]) -> None:
-    """Insert a pending command (message columns, command_id, status, available_at) after
-    the writes queued before it."""
-    tx.defer_ordered("insert_command", row)
 
 
 def claim(tx: Tx, now: float, limit: int) -> list[ClaimedCommand]:
