@@ -56,6 +56,23 @@ class HandlerRun:
         self.meta: dict[str, Any] = {}
         self.events = 0
         self.streams: list[str] = []
+        self.replaced: dict[str, tuple[Any, int] | None] = {}
+        """What this attempt changed in the cache (a failed attempt must not leave its
+        states behind): each stream's entry before it, None where it had none."""
+
+    def _cache(self, stream_id: str, loaded: tuple[Any, int]) -> None:
+        if stream_id not in self.replaced:
+            self.replaced[stream_id] = self.cache.get(stream_id)
+        self.cache[stream_id] = loaded
+
+    def undo(self) -> None:
+        """Put back the cache entries of a failed attempt."""
+        for stream_id, before in self.replaced.items():
+            if before is None:
+                self.cache.pop(stream_id, None)
+            else:
+                self.cache[stream_id] = before
+        self.replaced = {}
 
     def load(self, aggregate: Aggregate[Any], aggregate_id: str) -> tuple[Any, int]:
         """The aggregate's state and version (0: it does not exist)."""
@@ -73,7 +90,7 @@ class HandlerRun:
         for row in self.tx.read_stream_raw(stream_id, version):
             state = aggregate.evolve(state, registry.decode(row[3], row[4], row[5]))
             version = row[2]
-        self.cache[stream_id] = (state, version)
+        self._cache(stream_id, (state, version))
         self.tx.known_version(stream_id, version)
         return state, version
 
@@ -102,7 +119,7 @@ class HandlerRun:
             causation_id=self.meta.get("message_id"),
         )
         state = aggregate.fold(state, events)
-        self.cache[stream_id] = (state, new_version)
+        self._cache(stream_id, (state, new_version))
         every = aggregate.snapshot_every
         if every and new_version // every > version // every:
             self.tx.defer(
@@ -125,21 +142,18 @@ class CommandBus:
             raise CommandRejected(f"no handler for command {type(command).__name__}")
         run.meta = meta
         for attempt in range(RETRIES_ON_CONFLICT + 1):
-            cache = dict(run.cache)  # a failed attempt must not leave its states behind
-            run.events, run.streams = 0, []
+            run.events, run.streams, run.replaced = 0, [], {}
             try:
                 with run.tx.savepoint():
                     handler(run, command)
                 return
             except ConcurrencyError as exc:  # another worker appended first: reload, decide again
-                run.cache.clear()
-                run.cache.update(cache)
+                run.undo()
                 run.cache.pop(exc.stream_id, None)
                 if attempt == RETRIES_ON_CONFLICT:
                     raise
             except Exception:
-                run.cache.clear()
-                run.cache.update(cache)
+                run.undo()
                 raise
 
     def send(

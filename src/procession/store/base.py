@@ -41,8 +41,19 @@ class _Metadata(msgspec.Struct):
     occurred_at: str
 
 
+_last_iso: tuple[float, str] = (float("nan"), "")
+
+
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    """The ISO 8601 text of a timestamp; the last one is remembered (a stage stamps all
+    its messages with one `now`). One tuple, swapped whole: safe across threads."""
+    global _last_iso
+    last = _last_iso
+    if last[0] == ts:
+        return last[1]
+    text = datetime.fromtimestamp(ts, UTC).isoformat()
+    _last_iso = (ts, text)
+    return text
 
 
 def encode_json(value: Any) -> str:
@@ -131,7 +142,7 @@ def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
 
 
 class _SavepointScope:
-    __slots__ = ("tx", "sp", "versions", "locked")
+    __slots__ = ("locked", "sp", "tx", "versions")
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -412,7 +423,8 @@ class Tx:
         the transaction as it was. Returns each append's new stream version.
         """
         self.lock_appends()
-        self.prefetch_versions(stream_id for stream_id, _, _ in appends)
+        if len(appends) > 1 or appends[0][0] not in self._versions:
+            self.prefetch_versions(stream_id for stream_id, _, _ in appends)
         after: dict[str, int] = {}
         starts = []
         for stream_id, events, expected in appends:
