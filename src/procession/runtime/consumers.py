@@ -58,6 +58,7 @@ class LogConsumers:
 
             self.consumers[key] = Consumer(key, apply, projection.on_error)
         self.consumers[ROUTER] = Consumer(ROUTER, router.apply, DEFAULT_POLICY.decide)
+        self.router = router
         self.registry = app.messages
 
     def run(self, tx: Tx, now: float, only: set[str] | None = None, limit: int = 1000) -> int:
@@ -93,6 +94,7 @@ class LogConsumers:
         one SAVEPOINT and (on PostgreSQL) one pipeline for the whole stage. False, with
         nothing of it left, if anything failed."""
         tx.flush()  # what was queued before is not ours
+        handed = len(self.router.handed)
         try:
             with tx.savepoint():
                 for name, page in pages.items():
@@ -101,6 +103,7 @@ class LogConsumers:
                     self.passed(tx, consumer, page[-1][0], failures.get(name))
                 tx.flush()
         except Exception:
+            del self.router.handed[handed:]  # routed in what was undone
             return False
         return True
 
@@ -125,9 +128,14 @@ class LogConsumers:
 
     def apply(self, tx: Tx, consumer: Consumer, rows: list[RawEvent], now: float) -> None:
         """Rows applied to one consumer in a savepoint: all of them, or (raising) none."""
-        with tx.savepoint():
-            consumer.apply(tx, rows, now)
-            tx.flush()
+        handed = len(self.router.handed)
+        try:
+            with tx.savepoint():
+                consumer.apply(tx, rows, now)
+                tx.flush()
+        except BaseException:
+            del self.router.handed[handed:]  # routed in what was undone
+            raise
 
     def one_by_one(
         self,

@@ -23,6 +23,10 @@ CHECKPOINT = "router"
 class Router:
     def __init__(self, app: App) -> None:
         self.app = app
+        self.hand_off = False
+        """Keep deliveries in `handed` (instances created, nothing queued) for the steps
+        to take in the same transaction; what they cannot take, they queue."""
+        self.handed: list[dict[str, Any]] = []
         self.by_type: dict[type[Message], list[ProcessManager[Any]]] = defaultdict(list)
         for process in app.processes.values():  # a declared base class routes its subclasses
             for cls in app.messages.classes():
@@ -37,7 +41,16 @@ class Router:
         for row in rows:
             if row[3] in self.names:
                 self.route(tx, row, deliveries, now)
-        instances.deliver(tx, deliveries, now)
+        if self.hand_off:
+            instances.ensure(tx, deliveries, now)
+            self.handed.extend(deliveries)
+        else:
+            instances.deliver(tx, deliveries, now)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The deliveries handed off since the last take, in routing order."""
+        handed, self.handed = self.handed, []
+        return handed
 
     def route(self, tx: Tx, row: RawEvent, out: list[dict[str, Any]], now: float) -> None:
         position, stream_id, _version, type_, schema_version, data, meta_text = row

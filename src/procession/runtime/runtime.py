@@ -111,13 +111,14 @@ class Runtime:
         self.projector.setup(store)
         self.log = LogConsumers(app, self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
-            ("log", lambda tx, now: self.log.run(tx, now, limit=limits.log_page)),
+            ("log", self._log_stage),
             ("processes", lambda tx, now: self.steps.run(tx, now, limit=limits.instances)),
             ("commands", lambda tx, now: self.commands.run_pending_in(tx, now, limits.commands)),
-            ("timers", lambda tx, now: fire_due(tx, now, limit=limits.timers)),
+            ("timers", self._timers_stage),
             ("batches", self.batch_worker.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
+        self.router.hand_off = "processes" not in skip and "log" not in skip
         self.costs: dict[str, StageCost] = {name: StageCost() for name, _ in self.stages}
 
     # -- commands ------------------------------------------------------------------------------
@@ -151,6 +152,21 @@ class Runtime:
         with self.coordination.round(self.store):
             return self._stages()
 
+    def _log_stage(self, tx: Tx, now: float) -> int:
+        """Every log consumer's next page; then, in the same transaction, the steps of the
+        deliveries the router handed off (no inbox row for an instance free to take them)."""
+        read = self.log.run(tx, now, limit=self.limits.log_page)
+        handed = self.router.take()
+        if handed:
+            self.steps.run_handed(tx, now, handed)
+        return read
+
+    def _timers_stage(self, tx: Tx, now: float) -> int:
+        """Due timers fired; their steps run in the same transaction where the instance is
+        free (as the router's deliveries), else they are queued."""
+        hand_off = self.steps.run_handed if self.router.hand_off else None
+        return fire_due(tx, now, limit=self.limits.timers, hand_off=hand_off)
+
     def _stages(self) -> int:
         work = 0
         counters = self.store.counters
@@ -182,12 +198,16 @@ class Runtime:
         """
         work = 0
         consumers = names & set(self.log.consumers)
-        for name, stage in self.stages:
-            with self.store.transaction() as tx:
-                if name == "log" and consumers:
-                    work += self.log.run(tx, self.clock.now(), only=consumers)
-                elif name in names:
-                    work += stage(tx, self.clock.now())
+        hand_off, self.router.hand_off = self.router.hand_off, False  # stages one by one
+        try:
+            for name, stage in self.stages:
+                with self.store.transaction() as tx:
+                    if name == "log" and consumers:
+                        work += self.log.run(tx, self.clock.now(), only=consumers)
+                    elif name in names:
+                        work += stage(tx, self.clock.now())
+        finally:
+            self.router.hand_off = hand_off
         return work
 
     def run_until_idle(self, max_rounds: int | None = None) -> RunStats:

@@ -138,20 +138,59 @@ class StepRunner:
             if process is None:
                 continue  # a process this app does not run (another app shares the store)
             deliveries = inboxes.get((row.process, row.instance_id), [])
-            inst = Instance(
-                process, row.instance_id, row.status, None, row.version, row.last_position, []
-            )
-            inst.wait_until = inst.was_waiting = float(row.wait_until)
-            try:
-                self.load_state(inst, row)
-            except Exception as exc:  # e.g. a state shape changed without a migration
-                if deliveries:  # park it with the error; its stored state stays as it is
-                    self.park_unreadable(tx, inst, deliveries[0], exc, now)
-                    steps += 1
-                continue
-            steps += self.run_instance(tx, inst, deliveries, now)
-            if inst.changed:
-                self.save(tx, inst, now)
+            steps += self.run_claimed(tx, process, row, deliveries, now)
+        return steps
+
+    def run_claimed(
+        self,
+        tx: Tx,
+        process: ProcessManager[Any],
+        row: ClaimedInstance,
+        deliveries: list[Delivery],
+        now: float,
+    ) -> int:
+        inst = Instance(
+            process, row.instance_id, row.status, None, row.version, row.last_position, []
+        )
+        inst.wait_until = inst.was_waiting = float(row.wait_until)
+        try:
+            self.load_state(inst, row)
+        except Exception as exc:  # e.g. a state shape changed without a migration
+            if not deliveries:
+                return 0
+            # park it with the error; its stored state stays as it is
+            self.park_unreadable(tx, inst, deliveries, exc, now)
+            return 1
+        steps = self.run_instance(tx, inst, deliveries, now)
+        if inst.changed:
+            self.save(tx, inst, now)
+        return steps
+
+    def run_handed(self, tx: Tx, now: float, handed: list[dict[str, Any]]) -> int:
+        """Run the deliveries the router handed off in this transaction (the log stage's):
+        each instance that is free (not blocked, nothing of its own queued; on PostgreSQL
+        not claimed by another worker) takes its deliveries at once, with no inbox row
+        written or deleted for them; the others' are queued as the router would have.
+        A step that fails queues its delivery with the failure, and those behind it."""
+        self.sent = []
+        by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in handed:
+            by_key.setdefault((row["process"], row["instance_id"]), []).append(row)
+        by_process: dict[str, list[str]] = {}
+        for process_name, instance_id in by_key:
+            by_process.setdefault(process_name, []).append(instance_id)
+        steps = 0
+        for process_name, ids in by_process.items():
+            process = self.app.processes[process_name]
+            for claimed in instances.claim_handoff(tx, process_name, ids):
+                rows = by_key.pop((process_name, claimed.instance_id))
+                deliveries = [_in_memory(r, now) for r in rows]
+                steps += self.run_claimed(tx, process, claimed, deliveries, now)
+        queued = [r for rows in by_key.values() for r in rows]  # not free: the inbox
+        instances.redeliver(tx, queued, now)
+        if self.sent and self.inline is not None:
+            sent, self.sent = self.sent, []
+            self.inline.run_sent(tx, now, sent)
         return steps
 
     def load_state(self, inst: Instance, row: ClaimedInstance) -> None:
@@ -160,11 +199,37 @@ class StepRunner:
         inst.timers = {} if not row.timers else msgspec.json.decode(row.timers)
 
     def park_unreadable(
-        self, tx: Tx, inst: Instance, first: Delivery, exc: Exception, now: float
+        self, tx: Tx, inst: Instance, deliveries: list[Delivery], exc: Exception, now: float
     ) -> None:
         error = f"cannot load the state of {inst.process.name} {inst.instance_id}: {describe(exc)}"
-        instances.failed(tx, first.id, error, parked=True, retry_at=now, now=now)
+        self.delivery_failed(tx, deliveries, 0, error, parked=True, retry_at=now, now=now)
         instances.park(tx, inst.key, now)
+
+    def delivery_failed(
+        self,
+        tx: Tx,
+        deliveries: list[Delivery],
+        index: int,
+        error: str,
+        *,
+        parked: bool,
+        retry_at: float,
+        now: float,
+    ) -> None:
+        """Record the failure of `deliveries[index]`. A handed-off one (never queued) is
+        queued now with its failure, and the handed-off ones behind it after it."""
+        delivery = deliveries[index]
+        if delivery.id:
+            instances.failed(tx, delivery.id, error, parked=parked, retry_at=retry_at, now=now)
+            return
+        row = _queued_row(delivery)
+        instances.queue_failed(tx, row, error, parked=parked, retry_at=retry_at, now=now)
+        self.queue_rest(tx, deliveries, index + 1, now)
+
+    def queue_rest(self, tx: Tx, deliveries: list[Delivery], start: int, now: float) -> None:
+        """Queue the handed-off deliveries from `start` on (a step before them stopped)."""
+        rest = [_queued_row(d) for d in deliveries[start:] if not d.id]
+        instances.redeliver(tx, rest, now)
 
     def save(self, tx: Tx, inst: Instance, now: float) -> None:
         if inst.parked or inst.wait_until:
@@ -194,15 +259,18 @@ class StepRunner:
         return msgspec.json.decode(text, type=process.state_type)
 
     def run_instance(self, tx: Tx, inst: Instance, deliveries: list[Delivery], now: float) -> int:
+        """Deliveries in order; a delivery with id 0 was handed off by the router (it has
+        no inbox row: nothing to delete, and a failure queues it)."""
         steps = 0
-        for delivery in deliveries:
+        for index, delivery in enumerate(deliveries):
             if delivery.parked or delivery.available_at > now:
                 break  # order: nothing after a waiting message runs before it
             meta = load_meta(delivery.metadata)
             message: Message | None = None
             steps += 1  # a step, a dropped duplicate or a failure: each is work done
             if inst.already_handled(meta) or inst.timer_is_stale(meta):
-                instances.consumed(tx, delivery.id)
+                if delivery.id:
+                    instances.consumed(tx, delivery.id)
                 inst.changed = True
                 continue
             before, sent = inst.fields(), len(self.sent)
@@ -214,13 +282,14 @@ class StepRunner:
                     if "timer" in meta:
                         del inst.timers[meta["timer"]]  # it fired: it is no longer set
                     self.step(tx, inst, delivery.routing, message, meta, now)
-                    instances.consumed(tx, delivery.id)
+                    if delivery.id:
+                        instances.consumed(tx, delivery.id)
                     inst.mark_handled(meta)
                     inst.wait_until, inst.changed = 0.0, True
             except Exception as exc:
                 inst.restore(before)
                 del self.sent[sent:]
-                self.failed(tx, inst, delivery, message, meta, exc, now)
+                self.failed(tx, inst, deliveries, index, message, meta, exc, now)
                 break
         return steps
 
@@ -228,13 +297,15 @@ class StepRunner:
         self,
         tx: Tx,
         inst: Instance,
-        delivery: Delivery,
+        deliveries: list[Delivery],
+        index: int,
         message: Message | None,
         meta: dict[str, Any],
         exc: Exception,
         now: float,
     ) -> None:
         """Ask the process's `on_error` what to do, with the failure's whole context."""
+        delivery = deliveries[index]
         failure = Failure(
             error=exc,
             attempt=delivery.attempts + 1,
@@ -246,13 +317,18 @@ class StepRunner:
         decision, error = consult(None if message is None else inst.process.on_error, failure)
         if isinstance(decision, Retry):
             retry_at = now + decision.delay.total_seconds()
-            instances.failed(tx, delivery.id, error, parked=False, retry_at=retry_at, now=now)
+            self.delivery_failed(
+                tx, deliveries, index, error, parked=False, retry_at=retry_at, now=now
+            )
             inst.wait_until, inst.changed = retry_at, True
         elif isinstance(decision, Park):
-            instances.failed(tx, delivery.id, error, parked=True, retry_at=now, now=now)
+            self.delivery_failed(tx, deliveries, index, error, parked=True, retry_at=now, now=now)
             inst.parked, inst.changed = True, True
         else:  # dropped for good: counted as handled, so a redelivery of it is dropped too
-            instances.consumed(tx, delivery.id)
+            if delivery.id:
+                instances.consumed(tx, delivery.id)
+            else:  # the handed-off ones behind it wait in the inbox for the next round
+                self.queue_rest(tx, deliveries, index + 1, now)
             if "timer" in meta and not inst.timer_is_stale(meta):
                 del inst.timers[meta["timer"]]  # it fired: it is no longer set
             inst.mark_handled(meta)
@@ -363,3 +439,34 @@ class StepRunner:
         if inst.timers:  # `timers` names every timer row of the instance: none, no delete
             inst.timers.clear()
             timers.cancel_all(tx, inst.process.name, inst.instance_id)
+
+
+def _in_memory(row: dict[str, Any], now: float) -> Delivery:
+    """A delivery the router handed off: as if queued and claimed, with no row (id 0)."""
+    return Delivery(
+        row["process"],
+        row["instance_id"],
+        0,
+        row["routing"],
+        row["type"],
+        row["schema_version"],
+        row["data"],
+        row["metadata"],
+        0,
+        now,
+        0,
+        None,
+        None,
+    )
+
+
+def _queued_row(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "process": delivery.process,
+        "instance_id": delivery.instance_id,
+        "routing": delivery.routing,
+        "type": delivery.type,
+        "schema_version": delivery.schema_version,
+        "data": delivery.data,
+        "metadata": delivery.metadata,
+    }

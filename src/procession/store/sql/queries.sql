@@ -87,6 +87,25 @@ INSERT INTO process_instances (process, instance_id, status, state, version, upd
 VALUES (:process, :instance_id, 'new', NULL, 0, :now)
 ON CONFLICT (process, instance_id) DO NOTHING;
 
+-- name: claim_handoff
+-- Instances of one process that can take deliveries straight from the router, in the log
+-- stage's own transaction: not blocked, and nothing of theirs queued in the inbox (which
+-- would have to run first).
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers,
+  p.wait_until
+FROM process_instances p
+WHERE p.process = :process AND p.instance_id IN (SELECT value FROM json_each(:ids))
+AND p.parked = 0 AND p.wait_until = 0
+AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.process = p.process AND i.instance_id = p.instance_id)
+AND NOT EXISTS (SELECT 1 FROM blocked_instances b
+                WHERE b.process = p.process AND b.instance_id = p.instance_id);
+
+-- name: insert_failed_inbox
+INSERT INTO inbox (process, instance_id, routing, type, schema_version, data, metadata, available_at,
+  attempts, parked, error, first_failed_at)
+VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metadata, :available_at,
+  1, :parked, :error, :first_failed_at);
+
 -- name: insert_inbox
 INSERT INTO inbox (process, instance_id, routing, type, schema_version, data, metadata, available_at)
 VALUES (:process, :instance_id, :routing, :type, :schema_version, :data, :metadata, :available_at);

@@ -38,6 +38,12 @@ def deliveries_of(tx: Tx, keys: Iterable[Key]) -> dict[Key, list[Delivery]]:
 def deliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
     """Queue deliveries (each row: process, instance_id, routing and the message columns),
     creating the instances they are for."""
+    ensure(tx, rows, now)
+    tx.many("insert_inbox", [{"available_at": now, **row} for row in rows])
+
+
+def ensure(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
+    """Create the instances deliveries are for (those that do not exist yet)."""
     seen: set[Key] = set()
     instances = []
     for row in rows:
@@ -46,7 +52,30 @@ def deliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:
             seen.add(key)
             instances.append({"process": key[0], "instance_id": key[1], "now": now})
     tx.many("ensure_instance", instances)
-    tx.many("insert_inbox", [{"available_at": now, **row} for row in rows])
+
+
+def claim_handoff(tx: Tx, process: str, instance_ids: list[str]) -> list[ClaimedInstance]:
+    """Those of the instances that can take deliveries without the inbox: not blocked,
+    nothing of theirs queued; on PostgreSQL locked (SKIP LOCKED) like a claim."""
+    ids = tx.store.backend.array_param(instance_ids)
+    return tx.records(ClaimedInstance, "claim_handoff", process=process, ids=ids)
+
+
+def queue_failed(
+    tx: Tx, row: dict[str, Any], error: str, *, parked: bool, retry_at: float, now: float
+) -> None:
+    """Queue a delivery that failed before it was ever queued (a handed-off one), with its
+    first failure; in order with `redeliver`, which queues the ones behind it."""
+    tx.defer_ordered(
+        "insert_failed_inbox",
+        {
+            **row,
+            "available_at": retry_at,
+            "parked": int(parked),
+            "error": error,
+            "first_failed_at": now,
+        },
+    )
 
 
 def redeliver(tx: Tx, rows: list[dict[str, Any]], now: float) -> None:

@@ -56,6 +56,19 @@ SELECT i.process, i.instance_id, i.id, i.routing, i.type, i.schema_version, i.da
 FROM unnest(CAST(:ids AS text[])) AS k(instance_id) JOIN inbox i USING (instance_id)
 ORDER BY i.id;
 
+-- name: claim_handoff
+-- As the generic one, with the instances locked (SKIP LOCKED: one a worker is running steps
+-- of gets its deliveries through the inbox).
+SELECT p.process, p.instance_id, p.status, p.state, p.version, p.last_position, p.seen, p.timers,
+  p.wait_until
+FROM unnest(CAST(:ids AS text[])) AS k(instance_id)
+JOIN process_instances p ON p.process = :process AND p.instance_id = k.instance_id
+WHERE p.parked = 0 AND p.wait_until = 0
+AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.process = p.process AND i.instance_id = p.instance_id)
+AND NOT EXISTS (SELECT 1 FROM blocked_instances b
+                WHERE b.process = p.process AND b.instance_id = p.instance_id)
+FOR UPDATE OF p SKIP LOCKED;
+
 -- name: read_streams
 SELECT e.position, e.stream_id, e.version, e.type, e.schema_version, e.data, e.metadata
 FROM unnest(CAST(:ids AS text[])) AS k(stream_id)
