@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,13 +215,15 @@ def pg_schema(prefix: str = "bench", base: str = PG_URL) -> Iterator[str]:
 # -- one measurement per child process ---------------------------------------------------------
 
 
-def run_child(script: str, backend: str, n: int, what: str) -> dict[str, Any]:
-    """Run `script --child backend --sizes n` in a fresh interpreter (its own peak RSS) and
-    return the JSON object it prints."""
+def run_child(
+    script: str, backend: str, n: int, what: str, extra: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Run `script --child backend --sizes n [extra]` in a fresh interpreter (its own peak
+    RSS) and return the JSON object it prints."""
     import json
 
     log(f"{backend}: {what} {n:,} ...")
-    cmd = [sys.executable, script, "--child", backend, "--sizes", str(n)]
+    cmd = [sys.executable, script, "--child", backend, "--sizes", str(n), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"child failed: {done.stderr[-3000:]}")

@@ -31,7 +31,37 @@ CHUNK = 5000
 DEFAULT = {"sqlite": [10_000, 100_000, 1_000_000], "postgres": [10_000, 100_000]}
 
 
-def child(url: str, n: int) -> dict[str, Any]:
+def run_with_workers(runtime: Any, batch_id: str, workers: int) -> Any:
+    """Spawn `workers` worker processes (`credit-contracts worker`, as `demo --workers`),
+    wait until the batch has completed and nothing is left to do, stop them."""
+    from credit_contracts.demo_run import Worker
+    from procession import RunStats
+
+    spawned = [Worker.spawn(runtime.store.url) for _ in range(workers)]
+    try:
+        while True:
+            for worker in spawned:
+                worker.check()
+            progress = runtime.progress(batch_id)
+            if progress is not None and progress.status == "completed" and quiet(runtime):
+                return RunStats()
+            time.sleep(0.1)
+    finally:
+        for worker in spawned:
+            worker.stop()
+        for worker in spawned:
+            worker.wait()
+
+
+def quiet(runtime: Any) -> bool:
+    with runtime.coordination.exclusive_round() as alone:
+        if not alone:
+            return False
+        runtime.clock.sync()
+        return bool(runtime.quiescent())
+
+
+def child(url: str, n: int, workers: int = 0) -> dict[str, Any]:
     from credit_contracts.app import open_system
     from credit_contracts.domain.messages import (
         ChangeCustomerCreditRating,
@@ -62,7 +92,10 @@ def child(url: str, n: int) -> dict[str, Any]:
     runtime.costs = {name: type(cost)() for name, cost in runtime.costs.items()}
     started = time.perf_counter()
     runtime.send(ChangeCustomerCreditRating(customer_id="bench", new_rating="B"))
-    stats = runtime.run_until_idle()
+    if workers:
+        stats = run_with_workers(runtime, batch_id_for("bench", 1), workers)
+    else:
+        stats = runtime.run_until_idle()
     seconds = time.perf_counter() - started
     writes_after = runtime.store.backend.row_writes()
     progress = runtime.progress(batch_id_for("bench", 1))
@@ -70,6 +103,7 @@ def child(url: str, n: int) -> dict[str, Any]:
     events = runtime.store.head_position() - head_before
     return {
         "contracts": n,
+        "workers": workers or "in process",
         "setup_seconds": round(setup, 2),
         "seconds": round(seconds, 2),
         "contracts_per_s": round(n / seconds),
@@ -114,17 +148,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--sizes", help="comma-separated N (default: per backend)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="PostgreSQL: run with this many worker processes instead of in process",
+    )
     parser.add_argument("--child", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        n = int(args.sizes)
-        print(json.dumps(in_fresh_store(args.child, "scenario", lambda url: child(url, n))))
+        n, workers = int(args.sizes), args.workers
+        result = in_fresh_store(args.child, "scenario", lambda url: child(url, n, workers))
+        print(json.dumps(result))
         return
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     out = header("scenario")
     for backend in backends:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else DEFAULT[backend]
-        out[backend] = {str(n): run_child(__file__, backend, n, "scenario with") for n in sizes}
+        extra = ["--workers", str(args.workers)] if args.workers else []
+        out[backend] = {
+            str(n): run_child(__file__, backend, n, "scenario with", extra) for n in sizes
+        }
     print(json.dumps(out, indent=2))
 
 
