@@ -155,6 +155,7 @@ class Runtime:
     def _log_stage(self, tx: Tx, now: float) -> int:
         """Every log consumer's next page; then, in the same transaction, the steps of the
         deliveries the router handed off (no inbox row for an instance free to take them)."""
+        self.router.take()  # nothing left from a stage that failed before it got here
         read = self.log.run(tx, now, limit=self.limits.log_page)
         handed = self.router.take()
         if handed:

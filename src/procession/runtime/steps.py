@@ -181,12 +181,15 @@ class StepRunner:
             by_process.setdefault(process_name, []).append(instance_id)
         steps = 0
         for process_name, ids in by_process.items():
-            process = self.app.processes[process_name]
+            process = self.app.processes.get(process_name)
+            if process is None:
+                continue  # a timer of a process another app runs: queued for that app
             for claimed in instances.claim_handoff(tx, process_name, ids):
                 rows = by_key.pop((process_name, claimed.instance_id))
                 deliveries = [_in_memory(r, now) for r in rows]
                 steps += self.run_claimed(tx, process, claimed, deliveries, now)
-        queued = [r for rows in by_key.values() for r in rows]  # not free: the inbox
+        # the others are queued, in the order they were handed (the inbox's order)
+        queued = [r for r in handed if (r["process"], r["instance_id"]) in by_key]
         instances.redeliver(tx, queued, now)
         if self.sent and self.inline is not None:
             sent, self.sent = self.sent, []
