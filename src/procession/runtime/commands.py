@@ -7,6 +7,8 @@ original result back, appending nothing.
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -130,11 +132,43 @@ class HandlerRun:
         return new_version
 
 
+class AggregateCache:
+    """Aggregate states at committed versions, kept from one transaction to the next, so a
+    contract's fifth command does not decode and fold its first four events again.
+
+    An entry is used only after checking, in the transaction that uses it and under the
+    append lock, that its stream is still at that version (one `stream_versions` query for
+    all of a stage's streams): another worker's or process's append makes it stale, and the
+    stream is read again. Entries are stored only after a commit (`Tx.after_commit`), so a
+    rolled-back state never enters. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self.entries: dict[str, tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, stream_id: str) -> tuple[Any, int] | None:
+        return self.entries.get(stream_id)
+
+    def put(self, loaded: dict[str, tuple[Any, int]]) -> None:
+        with self._lock:
+            entries = self.entries
+            for stream_id, entry in loaded.items():
+                entries.pop(stream_id, None)  # to the young end
+                entries[stream_id] = entry
+            excess = len(entries) - self.size
+            if excess > 0:
+                for stream_id in list(itertools.islice(entries, excess)):
+                    del entries[stream_id]
+
+
 class CommandBus:
     def __init__(self, app: App, store: Store, now: Callable[[], float]) -> None:
         self.app = app
         self.store = store
         self.now = now
+        self.aggregates = AggregateCache()
 
     def _handle(self, run: HandlerRun, command: Command, meta: dict[str, Any]) -> None:
         handler = self.app.handlers.get(type(command))
@@ -331,6 +365,10 @@ class CommandBus:
         if not wanted:
             return
         tx = run.tx
+        tx.after_commit(lambda: self.aggregates.put(run.cache))
+        self.from_cache(run, wanted)
+        if not wanted:
+            return
         decode = tx.registry.decode
         states = {sid: (agg.initial, 0) for sid, agg in wanted.items()}
         ids = tx.store.backend.array_param(sorted(wanted))
@@ -353,6 +391,23 @@ class CommandBus:
         for stream_id, loaded in states.items():
             run.cache[stream_id] = loaded
             tx.known_version(stream_id, loaded[1])
+
+    def from_cache(self, run: HandlerRun, wanted: dict[str, Aggregate[Any]]) -> None:
+        """Take from the cache the states still at their stream's version (checked in this
+        transaction, whose append lock is held); what is left in `wanted` must be read."""
+        cached = {sid: c for sid in wanted if (c := self.aggregates.get(sid)) is not None}
+        if not cached:
+            return
+        tx = run.tx
+        tx.lock_appends()  # the versions read next are final until the commit
+        current: dict[str, int] = dict(
+            tx.rows("stream_versions", ids=tx.store.backend.array_param(sorted(cached)))
+        )
+        for stream_id, (state, version) in cached.items():
+            if current.get(stream_id, 0) == version:
+                run.cache[stream_id] = (state, version)
+                tx.known_version(stream_id, version)
+                del wanted[stream_id]
 
     def _finish(
         self,

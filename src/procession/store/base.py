@@ -208,6 +208,13 @@ class Tx:
         self._unordered: list[tuple[str, Params]] = []
         self._savepoint: _Savepoint | None = None
         self._counters = store._shared.counters
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this transaction has committed (never if it rolls back):
+        for caches that must hold committed state only. A joined transaction's callbacks
+        wait for the outermost commit."""
+        self._after_commit.append(callback)
 
     @property
     def coordination(self) -> Coordination:
@@ -728,7 +735,11 @@ class _TxContext:
             except BaseException as error:  # the deferred writes failed: roll back, re-raise
                 self._inner.__exit__(type(error), error, error.__traceback__)
                 raise
-        return self._inner.__exit__(*exc)
+        result = self._inner.__exit__(*exc)
+        if exc[0] is None:
+            for callback in self._tx._after_commit:
+                callback()
+        return result
 
 
 class _Joined:
