@@ -13,6 +13,7 @@ from procession.app import App
 from procession.messages import Message
 from procession.process.manager import ProcessManager
 from procession.runtime.envelope import load_meta
+from procession.runtime.steps import DECODED
 from procession.store.base import Tx, encode_json
 from procession.store.records import RawEvent
 from procession.store.work import ItemStatus, batches, instances
@@ -70,14 +71,15 @@ class Router:
             if route is None:
                 continue
             for instance_id in route.ids:
-                out.append(
-                    {
-                        "process": process.name,
-                        "instance_id": instance_id,
-                        "routing": route.kind,  # a Routing value (a str, as stored)
-                        "type": type_,
-                        "schema_version": schema_version,
-                        "data": data,
-                        "metadata": meta_json,
-                    }
-                )
+                delivery = {
+                    "process": process.name,
+                    "instance_id": instance_id,
+                    "routing": route.kind,  # a Routing value (a str, as stored)
+                    "type": type_,
+                    "schema_version": schema_version,
+                    "data": data,
+                    "metadata": meta_json,
+                }
+                if self.hand_off:  # the steps need not decode them again
+                    delivery[DECODED] = (event, meta)
+                out.append(delivery)

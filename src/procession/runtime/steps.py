@@ -42,6 +42,9 @@ from procession.store.work import (
     timers,
 )
 
+DECODED = "decoded"
+"""The key of a handed-off delivery's (message, metadata), decoded by the router already."""
+Decoded = tuple[Message, dict[str, Any]]
 SEEN_KEPT = 32
 """Ids of recent non-event messages (timers, batch completions) kept for deduplication."""
 
@@ -148,6 +151,7 @@ class StepRunner:
         row: ClaimedInstance,
         deliveries: list[Delivery],
         now: float,
+        decoded: list[Decoded | None] | None = None,
     ) -> int:
         inst = Instance(
             process, row.instance_id, row.status, None, row.version, row.last_position, []
@@ -161,7 +165,7 @@ class StepRunner:
             # park it with the error; its stored state stays as it is
             self.park_unreadable(tx, inst, deliveries, exc, now)
             return 1
-        steps = self.run_instance(tx, inst, deliveries, now)
+        steps = self.run_instance(tx, inst, deliveries, now, decoded)
         if inst.changed:
             self.save(tx, inst, now)
         return steps
@@ -187,9 +191,14 @@ class StepRunner:
             for claimed in instances.claim_handoff(tx, process_name, ids):
                 rows = by_key.pop((process_name, claimed.instance_id))
                 deliveries = [_in_memory(r, now) for r in rows]
-                steps += self.run_claimed(tx, process, claimed, deliveries, now)
+                decoded = [r.get(DECODED) for r in rows]
+                steps += self.run_claimed(tx, process, claimed, deliveries, now, decoded)
         # the others are queued, in the order they were handed (the inbox's order)
-        queued = [r for r in handed if (r["process"], r["instance_id"]) in by_key]
+        queued = [
+            {k: v for k, v in r.items() if k != DECODED}
+            for r in handed
+            if (r["process"], r["instance_id"]) in by_key
+        ]
         instances.redeliver(tx, queued, now)
         if self.sent and self.inline is not None:
             sent, self.sent = self.sent, []
@@ -261,14 +270,23 @@ class StepRunner:
             return msgspec.json.decode(text)
         return msgspec.json.decode(text, type=process.state_type)
 
-    def run_instance(self, tx: Tx, inst: Instance, deliveries: list[Delivery], now: float) -> int:
+    def run_instance(
+        self,
+        tx: Tx,
+        inst: Instance,
+        deliveries: list[Delivery],
+        now: float,
+        decoded: list[Decoded | None] | None = None,
+    ) -> int:
         """Deliveries in order; a delivery with id 0 was handed off by the router (it has
-        no inbox row: nothing to delete, and a failure queues it)."""
+        no inbox row: nothing to delete, and a failure queues it). `decoded` holds, where
+        the router had them, each delivery's message and metadata already decoded."""
         steps = 0
         for index, delivery in enumerate(deliveries):
             if delivery.parked or delivery.available_at > now:
                 break  # order: nothing after a waiting message runs before it
-            meta = load_meta(delivery.metadata)
+            known = decoded[index] if decoded else None
+            meta = load_meta(delivery.metadata) if known is None else dict(known[1])
             message: Message | None = None
             steps += 1  # a step, a dropped duplicate or a failure: each is work done
             if inst.already_handled(meta) or inst.timer_is_stale(meta):
@@ -279,8 +297,10 @@ class StepRunner:
             before, sent = inst.fields(), len(self.sent)
             try:
                 with tx.savepoint():
-                    message = tx.registry.decode(
-                        delivery.type, delivery.schema_version, delivery.data
+                    message = (
+                        tx.registry.decode(delivery.type, delivery.schema_version, delivery.data)
+                        if known is None
+                        else known[0]
                     )
                     if "timer" in meta:
                         del inst.timers[meta["timer"]]  # it fired: it is no longer set

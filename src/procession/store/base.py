@@ -117,6 +117,10 @@ class _Savepoint:
     mark: int
     loose_mark: int
     created: bool = False
+    versions_before: dict[str, int | None] = field(default_factory=dict)
+    """Stream versions its appends moved, as they were before (None: unknown then). Only
+    appends make a known version wrong on undo: a version read is the database's, which
+    the undo does not change for a stream this unit did not append to."""
 
 
 _SAVEPOINT = "SAVEPOINT procession_step"
@@ -142,7 +146,7 @@ def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
 
 
 class _SavepointScope:
-    __slots__ = ("locked", "sp", "tx", "versions")
+    __slots__ = ("locked", "sp", "tx")
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -151,7 +155,7 @@ class _SavepointScope:
         tx = self.tx
         if tx._savepoint is not None:
             raise RuntimeError("savepoints do not nest")
-        self.versions, self.locked = dict(tx._versions), tx._appends_locked
+        self.locked = tx._appends_locked
         self.sp = tx._savepoint = _Savepoint(len(tx._deferred), len(tx._unordered))
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -180,7 +184,12 @@ class _SavepointScope:
         else:
             del tx._deferred[sp.mark :]
             del tx._unordered[sp.loose_mark :]
-        tx._versions, tx._appends_locked = self.versions, self.locked
+        for stream_id, version in sp.versions_before.items():  # its appends did not happen
+            if version is None:
+                tx._versions.pop(stream_id, None)
+            else:
+                tx._versions[stream_id] = version
+        tx._appends_locked = self.locked
         sp.created = False
 
 
@@ -461,6 +470,12 @@ class Tx:
                 rows.append((stream_id, version, name, schema_version, data, text))
             versions.append(version)
         self.many("insert_event_row", rows)  # type: ignore[arg-type]  # positional rows
+        sp = self._savepoint
+        if sp is not None:
+            before = sp.versions_before
+            for stream_id in after:
+                if stream_id not in before:
+                    before[stream_id] = self._versions.get(stream_id)
         self._versions.update(after)
         return versions
 
