@@ -15,3 +15,7 @@ class Limits:
     instances: int = 200
     commands: int = 500
     timers: int = 1000
+    hand_off: bool = True
+    """The router and the timers run the steps of free instances in their own transaction
+    (no inbox row). Off, every delivery goes through the inbox and any worker's processes
+    stage may take it: slower for one worker, more even across many (see operations)."""

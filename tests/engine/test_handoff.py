@@ -43,6 +43,7 @@ from procession import (
     Event,
     EventInfo,
     Failure,
+    Limits,
     Message,
     Park,
     ProcessManager,
@@ -766,6 +767,16 @@ def test_a_runtime_that_skips_a_stage_does_not_hand_off(make: Make, skipped: str
     assert w.inserts.count() == 1
     w.rt.run_until_idle()
     assert instance(w.store, "i1") == ("active", after, len(after))
+    assert inbox(w.store) == []
+
+
+def test_limits_without_the_handoff_queue_every_delivery(make: Make) -> None:
+    w = make()
+    queued_only = Runtime(build_app(w.switches), w.store, w.clock, limits=Limits(hand_off=False))
+    poke(w.rt, "i1", 1)
+    queued_only.run_once()  # one round: routed and queued, then run by the processes stage
+    assert instance(w.store, "i1") == ("active", [1], 1)
+    assert w.inserts.count() == 1, "its delivery went through the inbox"
     assert inbox(w.store) == []
 
 

@@ -118,7 +118,7 @@ class Runtime:
             ("batches", self.batch_worker.run),
         ]
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
-        self.router.hand_off = "processes" not in skip and "log" not in skip
+        self.router.hand_off = limits.hand_off and "processes" not in skip and "log" not in skip
         self.costs: dict[str, StageCost] = {name: StageCost() for name, _ in self.stages}
 
     # -- commands ------------------------------------------------------------------------------
