@@ -780,6 +780,29 @@ def test_limits_without_the_handoff_queue_every_delivery(make: Make) -> None:
     assert inbox(w.store) == []
 
 
+def test_a_new_instance_is_written_once(make: Make) -> None:
+    """A start handed off to an instance that does not exist makes it in memory; its first
+    save creates the row (one write, where routing used to insert a 'new' row and the step
+    then update it)."""
+    w = make()
+    if w.inserts.sqlite is None:
+        pytest.skip("counts statements through SQLite's trace; PostgreSQL runs the same SQL")
+    writes: list[str] = []
+    pattern = re.compile(r"\b(INSERT\s+INTO|UPDATE)\s+process_instances\b", re.IGNORECASE)
+    w.inserts.sqlite.set_trace_callback(lambda sql: writes.extend(pattern.findall(sql)))
+    poke(w.rt, "i1", 1)
+    poke(w.rt, "i2", 1)
+    run_stage(w.rt, "log")
+    assert instance(w.store, "i1") == ("active", [1], 1)
+    assert instance(w.store, "i2") == ("active", [1], 1)
+    assert len(writes) == 2, writes  # one per instance
+    writes.clear()
+    poke(w.rt, "i1", 2)  # it exists now: one save
+    run_stage(w.rt, "log")
+    assert instance(w.store, "i1") == ("active", [1, 2], 2)
+    assert [w.upper() for w in writes] == ["UPDATE"]
+
+
 # -- 9. redelivery through the handoff changes nothing ------------------------------------------
 
 

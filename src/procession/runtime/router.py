@@ -42,8 +42,7 @@ class Router:
         for row in rows:
             if row[3] in self.names:
                 self.route(tx, row, deliveries, now)
-        if self.hand_off:
-            instances.ensure(tx, deliveries, now)
+        if self.hand_off:  # the steps create the instances that do not exist yet
             self.handed.extend(deliveries)
         else:
             instances.deliver(tx, deliveries, now)

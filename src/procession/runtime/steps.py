@@ -65,6 +65,8 @@ class Instance:
     was_waiting: float = 0.0
     changed: bool = False
     parked: bool = False
+    new: bool = False
+    """No row yet: the first save creates it."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -152,10 +154,13 @@ class StepRunner:
         deliveries: list[Delivery],
         now: float,
         decoded: list[Decoded | None] | None = None,
+        new: bool = False,
     ) -> int:
+        """`new`: the instance has no row yet; its first save creates it."""
         inst = Instance(
             process, row.instance_id, row.status, None, row.version, row.last_position, []
         )
+        inst.new = inst.changed = new
         inst.wait_until = inst.was_waiting = float(row.wait_until)
         try:
             self.load_state(inst, row)
@@ -193,6 +198,18 @@ class StepRunner:
                 deliveries = [_in_memory(r, now) for r in rows]
                 decoded = [r.get(DECODED) for r in rows]
                 steps += self.run_claimed(tx, process, claimed, deliveries, now, decoded)
+            left = [i for i in ids if (process_name, i) in by_key]
+            found = instances.existing(tx, process_name, left) if left else set()
+            for instance_id in left:
+                if instance_id in found:
+                    continue  # it exists and is not free: queued below
+                rows = by_key.pop((process_name, instance_id))  # a new instance: made here
+                deliveries = [_in_memory(r, now) for r in rows]
+                decoded = [r.get(DECODED) for r in rows]
+                made = ClaimedInstance(
+                    process_name, instance_id, InstanceStatus.NEW, None, 0, 0, None, None, 0.0
+                )
+                steps += self.run_claimed(tx, process, made, deliveries, now, decoded, new=True)
         # the others are queued, in the order they were handed (the inbox's order)
         queued = [
             {k: v for k, v in r.items() if k != DECODED}
@@ -248,7 +265,7 @@ class StepRunner:
             instances.block(tx, inst.key, parked=inst.parked, until=inst.wait_until)
         elif inst.was_waiting:
             instances.unblock(tx, inst.key)
-        instances.save(
+        (instances.create if inst.new else instances.save)(
             tx,
             {
                 "process": inst.process.name,

@@ -162,6 +162,22 @@ UPDATE process_instances SET status = :status, state = :state, version = :versio
   wait_until = :wait_until, updated_at = :now
 WHERE process = :process AND instance_id = :instance_id;
 
+-- name: create_instance
+-- An instance made and first saved in one transaction (a handed-off start): one write
+-- instead of an `ensure_instance` and a `save_instance`.
+INSERT INTO process_instances (process, instance_id, status, state, version, parked,
+  last_position, seen, timers, wait_until, updated_at)
+VALUES (:process, :instance_id, :status, :state, :version, :parked, :last_position, :seen,
+  :timers, :wait_until, :now)
+ON CONFLICT (process, instance_id) DO UPDATE SET status = excluded.status,
+  state = excluded.state, version = excluded.version, parked = excluded.parked,
+  last_position = excluded.last_position, seen = excluded.seen, timers = excluded.timers,
+  wait_until = excluded.wait_until, updated_at = excluded.updated_at;
+
+-- name: existing_instances
+SELECT instance_id FROM process_instances
+WHERE process = :process AND instance_id IN (SELECT value FROM json_each(:ids));
+
 -- name: get_instance
 SELECT status, state, version, updated_at FROM process_instances
 WHERE process = :process AND instance_id = :instance_id;

@@ -61,6 +61,17 @@ def claim_handoff(tx: Tx, process: str, instance_ids: list[str]) -> list[Claimed
     return tx.records(ClaimedInstance, "claim_handoff", process=process, ids=ids)
 
 
+def existing(tx: Tx, process: str, instance_ids: list[str]) -> set[str]:
+    """Which of the instances exist."""
+    ids = tx.store.backend.array_param(instance_ids)
+    return {str(r[0]) for r in tx.rows("existing_instances", process=process, ids=ids)}
+
+
+def create(tx: Tx, fields: dict[str, Any]) -> None:
+    """Write an instance made in this transaction (the columns of `save`)."""
+    tx.defer_row("create_instance", fields)
+
+
 def queue_failed(
     tx: Tx, row: dict[str, Any], error: str, *, parked: bool, retry_at: float, now: float
 ) -> None:

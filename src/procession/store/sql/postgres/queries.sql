@@ -69,6 +69,10 @@ AND NOT EXISTS (SELECT 1 FROM blocked_instances b
                 WHERE b.process = p.process AND b.instance_id = p.instance_id)
 FOR UPDATE OF p SKIP LOCKED;
 
+-- name: existing_instances
+SELECT p.instance_id FROM unnest(CAST(:ids AS text[])) AS k(instance_id)
+JOIN process_instances p ON p.process = :process AND p.instance_id = k.instance_id;
+
 -- name: read_streams
 SELECT e.position, e.stream_id, e.version, e.type, e.schema_version, e.data, e.metadata
 FROM unnest(CAST(:ids AS text[])) AS k(stream_id)
