@@ -189,27 +189,28 @@ class StepRunner:
         for process_name, instance_id in by_key:
             by_process.setdefault(process_name, []).append(instance_id)
         steps = 0
+
+        def take(process: ProcessManager[Any], row: ClaimedInstance, new: bool = False) -> int:
+            rows = by_key.pop((row.process, row.instance_id))
+            deliveries = [_in_memory(r, now) for r in rows]
+            decoded = [r.get(DECODED) for r in rows]
+            return self.run_claimed(tx, process, row, deliveries, now, decoded, new=new)
+
         for process_name, ids in by_process.items():
             process = self.app.processes.get(process_name)
             if process is None:
                 continue  # a timer of a process another app runs: queued for that app
             for claimed in instances.claim_handoff(tx, process_name, ids):
-                rows = by_key.pop((process_name, claimed.instance_id))
-                deliveries = [_in_memory(r, now) for r in rows]
-                decoded = [r.get(DECODED) for r in rows]
-                steps += self.run_claimed(tx, process, claimed, deliveries, now, decoded)
+                steps += take(process, claimed)
             left = [i for i in ids if (process_name, i) in by_key]
             found = instances.existing(tx, process_name, left) if left else set()
             for instance_id in left:
-                if instance_id in found:
-                    continue  # it exists and is not free: queued below
-                rows = by_key.pop((process_name, instance_id))  # a new instance: made here
-                deliveries = [_in_memory(r, now) for r in rows]
-                decoded = [r.get(DECODED) for r in rows]
-                made = ClaimedInstance(
-                    process_name, instance_id, InstanceStatus.NEW, None, 0, 0, None, None, 0.0
-                )
-                steps += self.run_claimed(tx, process, made, deliveries, now, decoded, new=True)
+                if instance_id not in found:  # a new instance: made here, written once
+                    made = ClaimedInstance(
+                        process_name, instance_id, InstanceStatus.NEW, None, 0, 0, None, None, 0.0
+                    )
+                    steps += take(process, made, new=True)
+                # else it exists and is not free: queued below
         # the others are queued, in the order they were handed (the inbox's order)
         queued = [
             {k: v for k, v in r.items() if k != DECODED}
