@@ -7,7 +7,7 @@ from procession.runtime.batches import Batch, BatchWorker, cancel
 from procession.store.work import batches
 from tests.engine.conftest import MakeRuntime, OpenStores
 from tests.engine.test_processing import events_of, setup_group
-from tests.support.toy import Freeze, ReviewGroup, build_app
+from tests.support.toy import Freeze, OpenAccount, ReviewGroup, Thaw, build_app
 
 
 def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -139,3 +139,32 @@ def test_batches_lists_newest_first_with_their_owner(
     assert [b.batch_id for b in listed] == ["review-g1-2", "review-g1-1"]
     assert {(b.owner_process, b.owner_instance) for b in listed} == {("GroupReview", "g1")}
     assert all(b.status == "completed" and b.done == 3 for b in listed)
+
+
+def test_an_outcome_written_before_the_items_command_ran_does_not_finish_it(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
+    """An outcome event belongs to the item whose command ran before it was written. The
+    router may route it later than that (it lags behind, on another worker, or the command
+    ran in between): an awaiting item must not take an outcome older than its command."""
+    _, _, rt = make_runtime(store_url)
+    rt.send(OpenAccount(account_id="a", group="g"))
+    rt.send(Freeze(account_id="a", reason="by hand"))
+    rt.send(ReviewGroup(group="g"))
+    # route the request, start the batch, enumerate and dispatch: the freeze waits in the
+    # outbox
+    for _ in range(3):
+        rt.run_once_stages({"router", "projection:accounts_by_group", "processes", "batches"})
+    progress = rt.progress("review-g-1")
+    assert progress is not None and progress.dispatched == 1
+    rt.send(Thaw(account_id="a"))  # an outcome of the target, written before the command ran
+    rt.run_once_stages({"commands"})  # the batch's freeze runs: the item awaits its outcome
+    progress = rt.progress("review-g-1")
+    assert progress is not None and progress.awaiting == 1
+    rt.run_once_stages({"router"})  # only now is the earlier thaw routed
+    progress = rt.progress("review-g-1")
+    assert progress is not None
+    assert (progress.awaiting, progress.done) == (1, 0), "an older outcome finished the item"
+    rt.run_until_idle()  # the watch thaws the account three days later: that one is its own
+    progress = rt.progress("review-g-1")
+    assert progress is not None and (progress.status, progress.done) == ("completed", 1)

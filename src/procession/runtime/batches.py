@@ -85,9 +85,13 @@ def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None = None) 
 def ack_item(
     tx: Tx, meta: dict[str, Any], outcome: ItemStatus | None, detail: str | None, now: float
 ) -> None:
-    """A batch command was executed (outcome None) or rejected (failed / skipped)."""
+    """A batch command was executed (outcome None) or rejected (failed / skipped). An item
+    that awaits its outcome remembers where the log stood when its command ran."""
+    if outcome is None and meta.get("batch_await"):
+        batches.await_item(tx, meta["batch_id"], meta["batch_target"], tx.log_position(), now)
+        return
     if outcome is None:
-        outcome = ItemStatus.AWAITING if meta.get("batch_await") else ItemStatus.DONE
+        outcome = ItemStatus.DONE
     batches.move_item(
         tx, meta["batch_id"], meta["batch_target"], outcome, ItemStatus.DISPATCHED, detail, now
     )

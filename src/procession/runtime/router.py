@@ -58,7 +58,7 @@ class Router:
         rule = self.app.outcomes.get(type(event))
         if rule is not None:
             outcome: ItemStatus = rule.outcome  # type: ignore[assignment]  # a member's value
-            batches.finish_awaiting(tx, rule.target(event), outcome, type_, now)
+            batches.finish_awaiting(tx, rule.target(event), outcome, type_, now, position)
         processes = self.by_type.get(type(event))
         if not processes:
             return

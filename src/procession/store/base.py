@@ -218,6 +218,8 @@ class Tx:
         self._savepoint: _Savepoint | None = None
         self._counters = store._shared.counters
         self._after_commit: list[Callable[[], None]] = []
+        self._appended = 0
+        self._head_before: int | None = None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this transaction has committed (never if it rolls back):
@@ -470,6 +472,7 @@ class Tx:
                 rows.append((stream_id, version, name, schema_version, data, text))
             versions.append(version)
         self.many("insert_event_row", rows)  # type: ignore[arg-type]  # positional rows
+        self._appended += len(rows)
         sp = self._savepoint
         if sp is not None:
             before = sp.versions_before
@@ -503,6 +506,16 @@ class Tx:
 
     def head_position(self) -> int:
         return int(self.scalar("head_position"))
+
+    def log_position(self) -> int:
+        """The position of the last event in the log, this transaction's appends included,
+        read once (under the append lock) and then counted: no query, and no flush of the
+        queued writes, each time it is asked. (On PostgreSQL an append undone by a
+        savepoint leaves a gap the count does not know of: the answer may then be low.)"""
+        if self._head_before is None:
+            self.lock_appends()  # positions written by others are final from here
+            self._head_before = self.head_position() - self._appended
+        return self._head_before + self._appended
 
     # -- small key/value and checkpoints -------------------------------------------------------
 

@@ -266,11 +266,18 @@ ORDER BY target_id LIMIT :limit;
 UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
 WHERE batch_id = :batch_id AND target_id = :target_id AND status = :from_status;
 
+-- name: await_item
+UPDATE batch_items SET status = 'awaiting', detail = NULL, updated_at = :now,
+  awaiting_after = :after
+WHERE batch_id = :batch_id AND target_id = :target_id AND status = 'dispatched';
+
 -- name: finish_open_items
--- Only items whose command has run: an outcome event written before the command ran (still
--- 'dispatched') belongs to an earlier episode of the target, not to this item.
+-- Only items whose command ran before the outcome event was written: one written before
+-- (the item still 'dispatched', or awaiting since a later position) belongs to an earlier
+-- episode of the target, not to this item.
 UPDATE batch_items SET status = :status, detail = :detail, updated_at = :now
-WHERE target_id = :target_id AND status = 'awaiting';
+WHERE target_id = :target_id AND status = 'awaiting'
+AND COALESCE(awaiting_after, 0) < :position;
 
 -- name: batch_has_open_items
 SELECT 1 FROM batch_items

@@ -94,9 +94,24 @@ def move_item(
     )
 
 
-def finish_awaiting(tx: Tx, target_id: str, outcome: ItemStatus, detail: str, now: float) -> None:
-    """Every item of the target whose command has run finishes with `outcome`."""
-    tx.defer("finish_open_items", target_id=target_id, status=outcome, detail=detail, now=now)
+def finish_awaiting(
+    tx: Tx, target_id: str, outcome: ItemStatus, detail: str, now: float, position: int
+) -> None:
+    """Every item of the target whose command ran before the outcome event at `position`
+    was written finishes with `outcome`."""
+    tx.defer(
+        "finish_open_items",
+        target_id=target_id,
+        status=outcome,
+        detail=detail,
+        now=now,
+        position=position,
+    )
+
+
+def await_item(tx: Tx, batch_id: str, target: str, after: int, now: float) -> None:
+    """A dispatched item's command ran, after log position `after`: it awaits its outcome."""
+    tx.defer_any("await_item", batch_id=batch_id, target_id=target, after=after, now=now)
 
 
 def has_open_items(tx: Tx, batch_id: str) -> bool:
