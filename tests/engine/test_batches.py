@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from procession import App, CancelBatch, Runtime, StartBatch, VirtualClock
 from procession.runtime.batches import Batch, BatchWorker, cancel
 from procession.store.work import batches
 from tests.engine.conftest import MakeRuntime, OpenStores
 from tests.engine.test_processing import events_of, setup_group
-from tests.support.toy import Freeze, OpenAccount, ReviewGroup, Thaw, build_app
+from tests.support.toy import (
+    AccountFrozen,
+    AccountOpened,
+    Freeze,
+    OpenAccount,
+    ReviewGroup,
+    Thaw,
+    build_app,
+)
 
 
 def item_statuses(store, batch_id: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -168,3 +178,40 @@ def test_an_outcome_written_before_the_items_command_ran_does_not_finish_it(
     rt.run_until_idle()  # the watch thaws the account three days later: that one is its own
     progress = rt.progress("review-g-1")
     assert progress is not None and (progress.status, progress.done) == ("completed", 1)
+
+
+def test_an_outcome_written_by_the_items_own_command_finishes_it(
+    store_url: str, open_stores: OpenStores
+) -> None:
+    """A template whose command's own event is a declared outcome: the item awaits from
+    just before that event, so the event finishes it."""
+    app = build_app()
+    app.batch_outcome(AccountFrozen, target=lambda e: e.account_id, outcome="done")
+    store = open_stores(store_url)
+    rt = Runtime(app, store, VirtualClock())
+    for account in ("a", "b"):
+        rt.send(OpenAccount(account_id=account, group="g"))
+    rt.send(ReviewGroup(group="g"))
+    rt.run_until_idle_no_advance()  # no clock move: the watches' thaws are days away
+    progress = rt.progress("review-g-1")
+    assert progress is not None
+    assert (progress.status, progress.done, progress.awaiting) == ("completed", 2, 0)
+
+
+def test_the_log_position_a_transaction_counts_leaves_out_appends_it_undid(
+    store_url: str, open_stores: OpenStores
+) -> None:
+    store = open_stores(store_url, build_app().messages)
+    with store.transaction() as tx:
+        tx.append("Account-a", [AccountOpened(account_id="a", group="g")])
+        assert tx.log_position() == tx.head_position()
+        with contextlib.suppress(RuntimeError), tx.savepoint():
+            tx.append("Account-b", [AccountOpened(account_id="b", group="g")])
+            raise RuntimeError("the handler failed after its append")
+        tx.append("Account-c", [AccountOpened(account_id="c", group="g")])
+        counted, actual = tx.log_position(), tx.head_position()
+    # never high (an outcome at the next position would be refused); PostgreSQL uses up the
+    # undone append's position, SQLite gives it back
+    assert counted <= actual
+    if store.backend.name == "sqlite":
+        assert counted == actual

@@ -83,12 +83,20 @@ def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None = None) 
 
 
 def ack_item(
-    tx: Tx, meta: dict[str, Any], outcome: ItemStatus | None, detail: str | None, now: float
+    tx: Tx,
+    meta: dict[str, Any],
+    outcome: ItemStatus | None,
+    detail: str | None,
+    now: float,
+    events: int = 0,
 ) -> None:
     """A batch command was executed (outcome None) or rejected (failed / skipped). An item
-    that awaits its outcome remembers where the log stood when its command ran."""
+    that awaits its outcome remembers where the log stood before its command ran (`events`:
+    how many its command appended, the last of the transaction's): an outcome written by
+    the command itself, or after it, is its own."""
     if outcome is None and meta.get("batch_await"):
-        batches.await_item(tx, meta["batch_id"], meta["batch_target"], tx.log_position(), now)
+        after = tx.log_position() - events
+        batches.await_item(tx, meta["batch_id"], meta["batch_target"], after, now)
         return
     if outcome is None:
         outcome = ItemStatus.DONE

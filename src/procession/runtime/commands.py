@@ -140,7 +140,9 @@ class AggregateCache:
     append lock, that its stream is still at that version (one `stream_versions` query for
     all of a stage's streams): another worker's or process's append makes it stale, and the
     stream is read again. Entries are stored only after a commit (`Tx.after_commit`), so a
-    rolled-back state never enters. Bounded: the oldest entries go first.
+    rolled-back state never enters. Bounded: the oldest entries go first. States are
+    shared by reference with later handlers: aggregates must not change them in place
+    (`decide` and `evolve` are pure, as `Aggregate` says).
     """
 
     def __init__(self, size: int = 100_000) -> None:
@@ -428,7 +430,12 @@ class CommandBus:
         if "batch_id" in meta:
             outcome = ItemStatus.SKIPPED if isinstance(error, Skipped) else ItemStatus.FAILED
             batches.ack_item(
-                tx, meta, outcome if error else None, str(error) if error else None, self.now()
+                tx,
+                meta,
+                outcome if error else None,
+                str(error) if error else None,
+                self.now(),
+                events=0 if result is None else result.events,
             )
 
     def _fail(

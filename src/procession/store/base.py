@@ -146,7 +146,7 @@ def _grouped(ops: list[tuple[str, Params]]) -> list[tuple[str, Params]]:
 
 
 class _SavepointScope:
-    __slots__ = ("locked", "sp", "tx")
+    __slots__ = ("appended", "locked", "sp", "tx")
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -155,7 +155,7 @@ class _SavepointScope:
         tx = self.tx
         if tx._savepoint is not None:
             raise RuntimeError("savepoints do not nest")
-        self.locked = tx._appends_locked
+        self.locked, self.appended = tx._appends_locked, tx._appended
         self.sp = tx._savepoint = _Savepoint(len(tx._deferred), len(tx._unordered))
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -189,7 +189,11 @@ class _SavepointScope:
                 tx._versions.pop(stream_id, None)
             else:
                 tx._versions[stream_id] = version
-        tx._appends_locked = self.locked
+        if tx._appends_locked and not self.locked:
+            # the append lock was taken inside and the rollback released it (PostgreSQL):
+            # versions read under it are no longer final; read them again under the next
+            tx._versions.clear()
+        tx._appends_locked, tx._appended = self.locked, self.appended
         sp.created = False
 
 
@@ -510,8 +514,9 @@ class Tx:
     def log_position(self) -> int:
         """The position of the last event in the log, this transaction's appends included,
         read once (under the append lock) and then counted: no query, and no flush of the
-        queued writes, each time it is asked. (On PostgreSQL an append undone by a
-        savepoint leaves a gap the count does not know of: the answer may then be low.)"""
+        queued writes, each time it is asked. An append a savepoint undid is not counted
+        (SQLite gives its positions back). On PostgreSQL its positions are used up, so the
+        answer may then be low by as many: never high."""
         if self._head_before is None:
             self.lock_appends()  # positions written by others are final from here
             self._head_before = self.head_position() - self._appended
