@@ -72,9 +72,7 @@ def timeline(store: Store, contract_id: str) -> list[TimelineEntry]:
     rows a second time, a write per event that only this query read.)"""
     entries = []
     for recorded in store.read_stream(Contract.stream_id(contract_id)):
-        event = EVENTS.decode(
-            recorded.type, recorded.schema_version, msgspec.json.encode(recorded.data)
-        )
+        event = EVENTS.from_dict(recorded.type, recorded.data, recorded.schema_version)
         command, story = STORY[type(event)]
         meta = recorded.metadata
         entries.append(

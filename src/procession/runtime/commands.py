@@ -19,7 +19,7 @@ from procession.app import App
 from procession.errors import CommandRejected, ConcurrencyError, NotFound, Skipped
 from procession.ids import new_id
 from procession.messages import Command
-from procession.policy import Failure, Park, Retry, SkipMessage, consult
+from procession.policy import Failure, Park, SkipMessage, consult
 from procession.runtime import batches
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Store, Tx, encode_json
@@ -280,8 +280,7 @@ class CommandBus:
             except CommandRejected as exc:
                 self._finish(tx, row.command_id, meta, CommandStatus.REJECTED, None, exc)
                 continue
-            except Exception as exc:
-                run.cache.clear()
+            except Exception as exc:  # its attempt left nothing in the cache (`_handle`)
                 self._fail(tx, row, command, exc, now, meta)
                 continue
             result = CommandResult(row.command_id, CommandStatus.DONE, run.events, run.streams)
@@ -315,24 +314,16 @@ class CommandBus:
                 self._handle(run, command, meta)
             except CommandRejected as exc:
                 self._settle(tx, command, meta, CommandStatus.REJECTED, str(exc), now)
-            except Exception as exc:
-                run.cache.clear()
+            except Exception as exc:  # its first attempt: the policy decides, as from the outbox
                 failure = Failure(
                     error=exc,
                     attempt=1,
                     first_failed_at=now,
-                    last_error=None,
                     message=command,
                     subject=f"command:{type(command).__name__}",
                 )
-                decision, error = consult(self.app.command_policy(type(command)), failure)
-                if isinstance(decision, SkipMessage):
-                    self._settle(tx, command, meta, CommandStatus.SKIPPED, error, now)
-                    continue
-                parked = isinstance(decision, Park)
-                delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
-                status = CommandStatus.PARKED if parked else CommandStatus.PENDING
-                self._settle(tx, command, meta, status, error, now, available_at=now + delay)
+                status, error, retry_at = self._decide(command, failure, now)
+                self._settle(tx, command, meta, status, error, now, available_at=retry_at)
 
     def _settle(
         self,
@@ -457,22 +448,28 @@ class CommandBus:
             message=command,
             subject=f"command:{row.type}",
         )
-        hook = None if command is None else self.app.command_policy(type(command))
-        decision, error = consult(hook, failure)
-        if isinstance(decision, SkipMessage):
+        status, error, retry_at = self._decide(command, failure, now)
+        if status == CommandStatus.SKIPPED:
             outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, error)
             if meta is not None and "batch_id" in meta:
                 batches.ack_item(tx, meta, ItemStatus.SKIPPED, error, now)
             return
-        delay = decision.delay.total_seconds() if isinstance(decision, Retry) else 0.0
-        outbox.failed(
-            tx,
-            row.command_id,
-            error,
-            parked=isinstance(decision, Park),
-            retry_at=now + delay,
-            now=now,
-        )
+        parked = status == CommandStatus.PARKED
+        outbox.failed(tx, row.command_id, error, parked=parked, retry_at=retry_at, now=now)
+
+    def _decide(
+        self, command: Command | None, failure: Failure, now: float
+    ) -> tuple[CommandStatus, str, float]:
+        """The command type's `on_error` on a failure: the status the command takes
+        (skipped, parked or pending again), the error stored, and when it may run again.
+        A command that could not be decoded has no policy: it parks."""
+        hook = None if command is None else self.app.command_policy(type(command))
+        decision, error = consult(hook, failure)
+        if isinstance(decision, SkipMessage):
+            return CommandStatus.SKIPPED, error, now
+        if isinstance(decision, Park):
+            return CommandStatus.PARKED, error, now
+        return CommandStatus.PENDING, error, now + decision.delay.total_seconds()
 
 
 def _previous(command_id: str, found: KnownCommand) -> CommandResult:

@@ -129,10 +129,14 @@ class StepRunner:
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
         self.sent = []
         steps = self._run(tx, now, limit)
+        self.run_sent(tx, now)
+        return steps
+
+    def run_sent(self, tx: Tx, now: float) -> None:
+        """Execute the commands this stage's steps sent inline, in its transaction."""
         if self.sent and self.inline is not None:
             sent, self.sent = self.sent, []
             self.inline.run_sent(tx, now, sent)
-        return steps
 
     def _run(self, tx: Tx, now: float, limit: int) -> int:
         claimed = instances.claim(tx, now, limit)
@@ -218,9 +222,7 @@ class StepRunner:
             if (r["process"], r["instance_id"]) in by_key
         ]
         instances.redeliver(tx, queued, now)
-        if self.sent and self.inline is not None:
-            sent, self.sent = self.sent, []
-            self.inline.run_sent(tx, now, sent)
+        self.run_sent(tx, now)
         return steps
 
     def load_state(self, inst: Instance, row: ClaimedInstance) -> None:

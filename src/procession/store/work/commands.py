@@ -29,7 +29,7 @@ def record(
 def record_attempted(tx: Tx, row: dict[str, Any]) -> None:
     """Insert a command already tried once (an inline command that did not succeed): its
     message columns, command_id, status, available_at, error and first_failed_at."""
-    tx.defer_ordered("insert_attempted_command", row)
+    tx.defer_row("insert_attempted_command", row)
 
 
 def claim(tx: Tx, now: float, limit: int) -> list[ClaimedCommand]:
