@@ -27,19 +27,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import header, log, pg_schema
+from procession import open_store
 
-TABLE = """
-CREATE TABLE events (
-  position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  stream_id TEXT NOT NULL,
-  version INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  schema_version INTEGER NOT NULL,
-  data TEXT NOT NULL,
-  metadata TEXT NOT NULL,
-  {extra}
-  UNIQUE (stream_id, version)
-)"""
 INSERT = (
     "INSERT INTO events (stream_id, version, type, schema_version, data, metadata)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -72,9 +61,12 @@ def measure(appenders: int, events: int, batch: int, lock: bool) -> dict[str, An
     import psycopg
 
     with pg_schema("bench_append") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            extra = "" if lock else "xid xid8 NOT NULL DEFAULT pg_current_xact_id(),"
-            conn.execute(TABLE.format(extra=extra))
+        open_store(url).close()  # procession's own schema: its events table and indexes
+        if not lock:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id()"
+                )
         ctx = multiprocessing.get_context("spawn")
         start = ctx.Barrier(appenders + 1)
         procs = [

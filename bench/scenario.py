@@ -43,22 +43,14 @@ def run_with_workers(runtime: Any, batch_id: str, workers: int) -> Any:
             for worker in spawned:
                 worker.check()
             progress = runtime.progress(batch_id)
-            if progress is not None and progress.status == "completed" and quiet(runtime):
-                return RunStats()
+            if progress is not None and progress.status == "completed" and runtime.quiescent():
+                return RunStats()  # rounds are the workers': not counted here
             time.sleep(0.1)
     finally:
         for worker in spawned:
             worker.stop()
         for worker in spawned:
             worker.wait()
-
-
-def quiet(runtime: Any) -> bool:
-    with runtime.coordination.exclusive_round() as alone:
-        if not alone:
-            return False
-        runtime.clock.sync()
-        return bool(runtime.quiescent())
 
 
 def child(url: str, n: int, workers: int = 0) -> dict[str, Any]:
