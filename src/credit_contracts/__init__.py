@@ -5,3 +5,5 @@ A customer's credit rating changes; every contract the customer had at that mome
 re-confirmed, or terminated after fourteen days (one long-running process per contract).
 `credit_contracts.app.build_app()` wires it all.
 """
+
+__version__ = "0.1.0"

@@ -6,6 +6,7 @@ never run `playwright install`.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -38,12 +39,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(db_url: str, log: Path, *options: str, timeout: float = 30.0) -> Iterator[str]:
-    """Run the server on a free port until the block ends; yield its base URL."""
+def serving(
+    db_url: str, log: Path, *options: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run the server on a free port until the block ends; yield its base URL. `env` adds
+    variables to the server's environment (e.g. its token)."""
     port = free_port()
     command = [sys.executable, "-m", "credit_contracts.web", "--db", db_url, "--port", str(port)]
     with log.open("w") as out:
-        server = subprocess.Popen([*command, *options], stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [*command, *options],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(server, base, log, timeout)

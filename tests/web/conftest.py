@@ -25,7 +25,9 @@ def make_client(store_url: str) -> Iterator[ClientFactory]:
     def make(*, raise_server_exceptions: bool = True, **options: Any) -> TestClient:
         options.setdefault("clock", "virtual")
         app = create_app(store_url, **options)
-        client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
+        client = TestClient(
+            app, base_url="http://localhost", raise_server_exceptions=raise_server_exceptions
+        )
         opened.append(client.__enter__())
         return client
 

@@ -11,14 +11,16 @@ write sent with an `Idempotency-Key` header executes once however often it is re
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 
+from credit_contracts import __version__
 from credit_contracts.app import customer_batches, open_system
 from credit_contracts.domain.contract import STATUSES
 from credit_contracts.domain.customer import RATINGS
@@ -33,10 +35,19 @@ from credit_contracts.simulator import SimulationConfig
 from credit_contracts.views.contracts_by_customer import ContractRow, contracts_of, get_contract
 from credit_contracts.views.customer_summary import CustomerSummary, customer_summary, customers
 from credit_contracts.views.timeline import timeline
-from credit_contracts.web import errors, shapes
-from credit_contracts.web.bodies import NewContract, NewCustomer, RatingChange, RunRequest
+from credit_contracts.web import errors, openapi, shapes
+from credit_contracts.web.bodies import (
+    ID_PATTERN,
+    KEY_PATTERN,
+    NewContract,
+    NewCustomer,
+    RatingChange,
+    RunRequest,
+)
+from credit_contracts.web.idempotency import Request as Fingerprint
+from credit_contracts.web.security import RequestSafety, Security
 from credit_contracts.web.system import ClockKind, WebSystem
-from procession import NotFound, new_id
+from procession import NotFound, derived_id, new_id
 
 api = APIRouter(prefix="/api")
 pages = APIRouter()
@@ -48,7 +59,18 @@ def system_of(request: Request) -> WebSystem:
 
 
 System = Annotated[WebSystem, Depends(system_of)]
-IdempotencyKey = Annotated[str | None, Header(max_length=200)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        pattern=KEY_PATTERN,
+        description="Send a write again with the same key: it executes once and is answered "
+        "with the first answer; the same key with another request is refused (422).",
+    ),
+]
+CustomerId = Annotated[str, Path(pattern=ID_PATTERN)]
+ContractId = Annotated[str, Path(pattern=ID_PATTERN)]
+BatchId = Annotated[str, Path(max_length=300)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -71,18 +93,53 @@ def next_after(ids: list[str], limit: int) -> str | None:
     return ids[-1] if len(ids) == limit else None
 
 
+# -- writing: every write may carry an Idempotency-Key -------------------------------------
+
+
+def write(
+    system: WebSystem,
+    request: Request,
+    key: str | None,
+    body: BaseModel | None,
+    status: int,
+    perform: Callable[[], dict[str, Any]],
+) -> JSONResponse:
+    """Perform a write and answer `status`; with a key, at most once (see idempotency)."""
+    if key is None:
+        return JSONResponse(perform(), status_code=status)
+    fingerprint = Fingerprint(request.method, request.url.path, dumped(body))
+    answer = system.requests.once(key, fingerprint, lambda: errors.answer_of(perform, status))
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+def dumped(body: BaseModel | None) -> Any:
+    return None if body is None else body.model_dump(mode="json")
+
+
+def new_or_given(given: str | None, key: str | None, kind: str) -> str:
+    """The id of a new entity: the client's, else derived from the idempotency key (so a
+    retried create makes the same entity), else new."""
+    if given is not None:
+        return given
+    return derived_id("http", kind, key) if key else new_id()
+
+
 # -- customers -------------------------------------------------------------------------------
 
 
 @api.post("/customers", status_code=201)
 def register_customer(
-    body: NewCustomer, system: System, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
-    customer_id = body.id or new_id()
-    command = RegisterCustomer(customer_id=customer_id, name=body.name, rating=body.rating)
-    result = system.execute(command, idempotency_key)
-    summary = require_customer(system, customer_id)
-    return {**shapes.customer(summary), "command": shapes.command(result)}
+    body: NewCustomer, request: Request, system: System, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    def perform() -> dict[str, Any]:
+        customer_id = new_or_given(body.id, idempotency_key, "customer")
+        command = RegisterCustomer(customer_id=customer_id, name=body.name, rating=body.rating)
+        result = system.execute(command, idempotency_key)
+        summary = require_customer(system, customer_id)
+        return {**shapes.customer(summary), "command": shapes.command(result)}
+
+    return write(system, request, idempotency_key, body, 201, perform)
 
 
 @api.get("/customers")
@@ -95,7 +152,7 @@ def list_customers(system: System, after: str | None = None, limit: Limit = 100)
 
 
 @api.get("/customers/{customer_id}")
-def show_customer(customer_id: str, system: System) -> dict[str, Any]:
+def show_customer(customer_id: CustomerId, system: System) -> dict[str, Any]:
     summary = require_customer(system, customer_id)
     batches = customer_batches(system.runtime, customer_id)
     return {**shapes.customer(summary), "batches": [shapes.batch(b) for b in batches]}
@@ -103,22 +160,30 @@ def show_customer(customer_id: str, system: System) -> dict[str, Any]:
 
 @api.post("/customers/{customer_id}/rating", status_code=202)
 def change_rating(
-    customer_id: str, body: RatingChange, system: System, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
+    customer_id: CustomerId,
+    body: RatingChange,
+    request: Request,
+    system: System,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Accepted: the rating has changed; the batch over the contracts runs from here on."""
-    command = ChangeCustomerCreditRating(customer_id=customer_id, new_rating=body.rating)
-    result = system.execute(command, idempotency_key)
-    summary = require_customer(system, customer_id)
-    return {
-        **shapes.customer(summary),
-        "batch_id": batch_id_for(customer_id, summary.rating_changes),
-        "command": shapes.command(result),
-    }
+
+    def perform() -> dict[str, Any]:
+        command = ChangeCustomerCreditRating(customer_id=customer_id, new_rating=body.rating)
+        result = system.execute(command, idempotency_key)
+        summary = require_customer(system, customer_id)
+        return {
+            **shapes.customer(summary),
+            "batch_id": batch_id_for(customer_id, summary.rating_changes),
+            "command": shapes.command(result),
+        }
+
+    return write(system, request, idempotency_key, body, 202, perform)
 
 
 @api.get("/customers/{customer_id}/contracts")
 def list_contracts(
-    customer_id: str,
+    customer_id: CustomerId,
     system: System,
     status: Annotated[str | None, Query(pattern=f"^({'|'.join(STATUSES)})$")] = None,
     after: str | None = None,
@@ -138,27 +203,39 @@ def list_contracts(
 
 @api.post("/contracts", status_code=201)
 def open_contract(
-    body: NewContract, system: System, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
-    contract_id = body.id or new_id()
-    command = OpenContract(contract_id=contract_id, customer_id=body.customer_id, title=body.title)
-    result = system.execute(command, idempotency_key)
-    row = require_contract(system, contract_id)
-    return {**shapes.contract(row), "command": shapes.command(result)}
+    body: NewContract, request: Request, system: System, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    def perform() -> dict[str, Any]:
+        contract_id = new_or_given(body.id, idempotency_key, "contract")
+        command = OpenContract(
+            contract_id=contract_id, customer_id=body.customer_id, title=body.title
+        )
+        result = system.execute(command, idempotency_key)
+        row = require_contract(system, contract_id)
+        return {**shapes.contract(row), "command": shapes.command(result)}
+
+    return write(system, request, idempotency_key, body, 201, perform)
 
 
 @api.post("/contracts/{contract_id}/sign")
 def sign_contract(
-    contract_id: str, system: System, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
+    contract_id: ContractId,
+    request: Request,
+    system: System,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """The customer re-signs a pending contract; re-confirmation follows when processes run."""
-    result = system.execute(SignContract(contract_id=contract_id), idempotency_key)
-    row = require_contract(system, contract_id)
-    return {**shapes.contract(row), "command": shapes.command(result)}
+
+    def perform() -> dict[str, Any]:
+        result = system.execute(SignContract(contract_id=contract_id), idempotency_key)
+        row = require_contract(system, contract_id)
+        return {**shapes.contract(row), "command": shapes.command(result)}
+
+    return write(system, request, idempotency_key, None, 200, perform)
 
 
 @api.get("/contracts/{contract_id}")
-def show_contract(contract_id: str, system: System) -> dict[str, Any]:
+def show_contract(contract_id: ContractId, system: System) -> dict[str, Any]:
     row = require_contract(system, contract_id)
     entries = timeline(system.runtime.store, contract_id)
     return {**shapes.contract(row), "timeline": [shapes.timeline_entry(e) for e in entries]}
@@ -173,7 +250,7 @@ def list_batches(system: System, limit: Limit = 50) -> dict[str, Any]:
 
 
 @api.get("/batches/{batch_id}")
-def show_batch(batch_id: str, system: System) -> dict[str, Any]:
+def show_batch(batch_id: BatchId, system: System) -> dict[str, Any]:
     progress = system.runtime.progress(batch_id)
     if progress is None:
         raise NotFound(f"batch {batch_id} does not exist")
@@ -189,15 +266,31 @@ def run(system: System, body: Annotated[RunRequest | None, Body()] = None) -> di
 @api.get("/system")
 def describe(system: System) -> dict[str, Any]:
     """The clock, and the vocabularies the dashboard's forms offer."""
-    return {**system.clock_state(), "ratings": list(RATINGS), "statuses": list(STATUSES)}
+    return {
+        **system.clock_state(),
+        "ratings": list(RATINGS),
+        "statuses": list(STATUSES),
+        "auth": system.security.describe(),
+    }
 
 
 # -- the dashboard ---------------------------------------------------------------------------
 
 
+STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
 @pages.get("/", response_class=HTMLResponse, include_in_schema=False)
 def dashboard() -> str:
     return (resources.files("credit_contracts.web") / "dashboard.html").read_text()
+
+
+@pages.get("/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    if name not in STATIC:
+        raise NotFound(f"no such file: /static/{name}")
+    text = (resources.files("credit_contracts.web") / name).read_text()
+    return Response(text, media_type=STATIC[name])
 
 
 # -- composition -----------------------------------------------------------------------------
@@ -209,22 +302,33 @@ def create_app(
     clock: ClockKind = "system",
     simulation: SimulationConfig | None = None,
     worker: bool = False,
+    security: Security | None = None,
 ) -> FastAPI:
     """The API and dashboard over the store at `db_url`.
 
     `clock="virtual"` keeps process time in the store and moves it only on `POST /api/run`;
     `simulation` adds simulated customers who re-sign (or not); `worker=True` runs the
     runtime in a background thread, so batches move without anyone pressing "Run" (on a
-    virtual clock it does what is due now: only `POST /api/run` moves time).
+    virtual clock it does what is due now: only `POST /api/run` moves time). `security`
+    says who may call (the default: no token, loopback host names only; see security.py).
     """
     if clock not in ("system", "virtual"):
         raise ValueError(f"clock must be 'system' or 'virtual', not {clock!r}")
-    system = WebSystem(open_system(db_url, simulation, virtual=clock == "virtual"), clock)
-    app = FastAPI(title="credit contracts", lifespan=lifespan(system, worker))
+    security = security or Security()
+    runtime = open_system(db_url, simulation, virtual=clock == "virtual")
+    system = WebSystem(runtime, clock, security)
+    app = FastAPI(
+        title="credit contracts",
+        version=__version__,
+        lifespan=lifespan(system, worker),
+        redoc_url=None,
+    )
     app.state.system = system
     errors.install(app)
     app.include_router(api)
     app.include_router(pages)
+    app.add_middleware(RequestSafety, security=security)
+    openapi.document(app, security)
     return app
 
 

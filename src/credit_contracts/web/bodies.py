@@ -11,8 +11,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")]
-"""Ids travel in URLs: letters, digits and `_ . : -`, at most 100 characters."""
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+"""An idempotency key: 1 to 200 visible ASCII characters (a UUID, say)."""
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+"""Ids travel in URLs: letters, digits and `_ . : @ -`, at most 128 characters."""
 
 Text = Annotated[str, StringConstraints(max_length=200)]
 Rating = Annotated[str, StringConstraints(min_length=1, max_length=10)]

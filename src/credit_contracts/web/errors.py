@@ -8,7 +8,7 @@ and answered with a short 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from credit_contracts.web.idempotency import Answer, KeyReused
 from credit_contracts.web.system import ClockError
 from procession import (
     CommandRejected,
@@ -34,6 +35,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (CommandRejected, 409),
     (ConcurrencyError, 409),
     (ClockError, 409),
+    (KeyReused, 422),
     (MalformedMessage, 422),
     (UnknownMessageType, 422),
     (StoreUnavailable, 503),
@@ -49,11 +51,27 @@ def status_of(exc: Exception) -> int:
     return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
 
 
+def body_of(exc: Exception) -> dict[str, Any]:
+    return {"error": str(exc), "type": type(exc).__name__}
+
+
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status == 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
-    return error(status, str(exc), type=type(exc).__name__)
+    return JSONResponse(body_of(exc), status_code=status)
+
+
+def answer_of(perform: Callable[[], dict[str, Any]], status: int) -> Answer:
+    """`perform`'s answer, or the domain's refusal as the answer it would get (stored with
+    an idempotency key, so a retry is refused the same way)."""
+    try:
+        return Answer(status, perform())
+    except (ProcessionError, ClockError) as exc:
+        refused = status_of(exc)
+        if refused >= 500:
+            raise
+        return Answer(refused, body_of(exc))
 
 
 async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -106,4 +124,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(ProcessionError, domain_error)
     app.add_exception_handler(ClockError, domain_error)
+    app.add_exception_handler(KeyReused, domain_error)
     app.add_exception_handler(Exception, unexpected)

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from credit_contracts.web.idempotency import Requests
+from credit_contracts.web.security import Security
 from procession import BatchProgress, Command, CommandResult, Runtime, derived_id
 
 DAY = 24 * 3600.0
@@ -33,14 +35,20 @@ class ClockError(Exception):
 class WebSystem:
     runtime: Runtime
     clock: ClockKind
+    security: Security = field(default_factory=Security)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: Requests = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.requests = Requests(self.runtime.store)
 
     # -- commands --------------------------------------------------------------------------------
 
     def execute(self, command: Command, idempotency_key: str | None = None) -> CommandResult:
-        """Execute now and wait for the read models; the same key twice executes once."""
+        """Execute now and wait for the read models; the same key twice executes once (the
+        key, not the command's type: `Requests` refuses a key reused for another request)."""
         if idempotency_key:
-            key = derived_id("http", type(command).__name__, idempotency_key)
+            key = derived_id("http", idempotency_key)
             command = msgspec.structs.replace(command, command_id=key)
         result = self.runtime.send(command)
         if result.position:
