@@ -4,8 +4,13 @@
     procession status --db URL [--json]
     procession parked --db URL [--json]        procession retry ID / skip ID --db URL
     procession rewind CONSUMER POSITION --db URL
+    procession migrate --db URL
 
-Errors are printed as one line (no traceback) with a non-zero exit code.
+`status` and `parked` only look: they open the store read-only (a read-only file will do)
+and never create or migrate anything. `retry`, `skip`, `rewind` and `migrate` change an
+existing store and never create one; a worker creates its tables in an empty PostgreSQL
+database, never a SQLite file. Errors are printed as one line (no traceback) with a
+non-zero exit code.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from procession.policy import describe
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.runtime import Runtime, retry_delay
-from procession.store import Store, open_store
+from procession.store import Store, open_store, schema_version
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 DbOption = Annotated[str, typer.Option("--db", help="store URL", envvar="PROCESSION_DB")]
@@ -131,7 +136,9 @@ def worker(
         return None
 
     def start() -> tuple[Store, Runtime]:
-        store = open_store(db)
+        # a worker sets up its tables in an empty PostgreSQL database (the first one to
+        # start does), but never makes a SQLite file behind a mistyped path
+        store = open_store(db, create=reconnects)
         try:
             return store, Runtime(application, store, make_clock(clock, store))
         except BaseException:
@@ -156,16 +163,16 @@ def worker(
 
 @cli.command()
 def status(db: DbOption, as_json: JsonOption = False) -> None:
-    """Log head, checkpoints, queued work and parked messages."""
-    with open_store(db, create=False) as store:
+    """Log head, checkpoints, queued work and parked messages (read-only)."""
+    with open_store(db, create=False, readonly=True) as store:
         data = operations.status(store)
     emit(data, as_json, lambda: echo_lines(f"{k}: {v}" for k, v in data.items()))
 
 
 @cli.command()
 def parked(db: DbOption, as_json: JsonOption = False) -> None:
-    """Parked deliveries and commands, with their errors."""
-    with open_store(db, create=False) as store:
+    """Parked deliveries and commands, with their errors (read-only)."""
+    with open_store(db, create=False, readonly=True) as store:
         items = operations.parked(store)
     emit({"parked": items}, as_json, lambda: echo_lines(json.dumps(i) for i in items))
 
@@ -205,6 +212,19 @@ def rewind(
         {"consumer": consumer, "from": was, "to": position},
         as_json,
         lambda: typer.echo(f"{consumer}: {was} -> {position}"),
+    )
+
+
+@cli.command()
+def migrate(db: DbOption, as_json: JsonOption = False) -> None:
+    """Bring an existing store's schema up to this procession's version (the read-only
+    commands never migrate: they refuse an older schema and point here)."""
+    with open_store(db, create=False) as store:
+        version = schema_version(store)
+    emit(
+        {"schema_version": version},
+        as_json,
+        lambda: typer.echo(f"schema version {version}"),
     )
 
 

@@ -19,6 +19,10 @@ class SchemaError(ProcessionError):
     """The database holds a schema procession does not recognise."""
 
 
+class ReadOnlyStore(ProcessionError):
+    """A write through a store opened read-only (`open_store(url, readonly=True)`)."""
+
+
 class ConcurrencyError(ProcessionError):
     """An append expected a stream version that is no longer current."""
 

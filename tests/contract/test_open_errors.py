@@ -76,14 +76,26 @@ def test_unopenable_sqlite_path_is_store_unavailable(tmp_path: Path) -> None:
 
 
 def test_file_that_is_not_a_sqlite_database_is_a_schema_error(tmp_path: Path) -> None:
-    """SQLite only: PostgreSQL has no file to get wrong."""
+    """SQLite only: PostgreSQL has no file to get wrong. (More such files, in every mode:
+    test_not_a_store.py.)"""
     path = tmp_path / "garbage.db"
     garbage = bytes(range(256)) * 64
     path.write_bytes(garbage)
-    with pytest.raises(SchemaError, match="not a usable SQLite database") as caught:
+    with pytest.raises(SchemaError, match="is not a SQLite database") as caught:
         open_store(f"sqlite:///{path}")
     assert str(path) in str(caught.value)
     assert path.read_bytes() == garbage, "the file is left as it was"
+
+
+def test_a_sqlite_file_with_a_damaged_header_is_a_schema_error(tmp_path: Path) -> None:
+    """The SQLite magic string, then garbage: SQLite finds it is not a database."""
+    path = tmp_path / "damaged.db"
+    damaged = b"SQLite format 3\x00" + bytes(range(256)) * 64
+    path.write_bytes(damaged)
+    with pytest.raises(SchemaError, match="is not a SQLite database") as caught:
+        open_store(f"sqlite:///{path}")
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == damaged, "the file is left as it was"
 
 
 def _owned_tables() -> list[str]:
@@ -113,12 +125,14 @@ def test_foreign_table_under_our_name_is_a_schema_error(store_url: str, table: s
     assert _tables(store_url) == {table}
 
 
-def test_unrelated_tables_can_share_the_database(store_url: str) -> None:
-    raw_execute(store_url, "CREATE TABLE customers (id INTEGER PRIMARY KEY)")
-    with open_store(store_url, make_registry()) as store:
+def test_unrelated_tables_can_share_a_postgres_database(pg_url: str) -> None:
+    """A PostgreSQL database is shared by applications; a SQLite file is not (the same
+    tables in a SQLite file: test_not_a_store.py)."""
+    raw_execute(pg_url, "CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    with open_store(pg_url, make_registry()) as store:
         store.append("s", deposits(1))
         assert len(store.read_stream("s")) == 1
-    assert "customers" in _tables(store_url)
+    assert "customers" in _tables(pg_url)
 
 
 def test_marker_table_without_our_mark_is_a_schema_error(store_url: str) -> None:

@@ -53,10 +53,10 @@ class VirtualClock:
         """The instant this clock started at (a demo counts its days from it)."""
         self._now = start
         if store is not None:
-            with store.transaction() as tx:
+            with store.transaction(write=not store.readonly) as tx:
                 saved = tx.get_meta(VIRTUAL_KEY)
                 if saved is None:
-                    tx.set_meta(VIRTUAL_KEY, repr(start))
+                    tx.set_meta(VIRTUAL_KEY, repr(start))  # a read-only store refuses this
                 else:
                     self._now = float(saved)
 

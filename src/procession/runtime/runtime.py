@@ -94,7 +94,9 @@ class Runtime:
         """`skip` names stages not to run here (e.g. {"commands"} in a process test).
 
         The store given is left as it is: the runtime works through a view of it with the
-        app's message registry and this clock (`Store.using`).
+        app's message registry and this clock (`Store.using`). Over a store opened read-only
+        it reads (progress, batches, checkpoints) and sets nothing up; running raises
+        `ReadOnlyStore`.
         """
         app.check()
         self.coordination = store.backend.coordination
@@ -108,7 +110,8 @@ class Runtime:
         self.projector = Projector(app)
         self.steps = StepRunner(app, inline=None if "commands" in skip else self.commands)
         self.batch_worker = BatchWorker(app)
-        self.projector.setup(store)
+        if not store.readonly:  # a read-only store is only read: its tables exist or not
+            self.projector.setup(store)
         self.log = LogConsumers(app, self.router, self.projector)
         self.stages: list[tuple[str, Callable[[Tx, float], int]]] = [
             ("log", self._log_stage),

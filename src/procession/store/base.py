@@ -75,6 +75,8 @@ class Cursor(Protocol):
 class Backend(Protocol):
     name: str
     url: str
+    readonly: bool
+    """Opened read-only: a write fails with `ReadOnlyStore` (see `open_store`)."""
 
     def transaction(self, write: bool = True) -> AbstractContextManager[Cursor]: ...
     def is_unique_violation(self, exc: BaseException) -> bool: ...
@@ -630,6 +632,11 @@ class Store:
     @property
     def url(self) -> str:
         return self.backend.url
+
+    @property
+    def readonly(self) -> bool:
+        """Opened with `open_store(url, readonly=True)`: every write raises `ReadOnlyStore`."""
+        return self.backend.readonly
 
     @property
     def counters(self) -> Counters:

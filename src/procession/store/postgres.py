@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from procession.errors import StoreUnavailable
+from procession.errors import ReadOnlyStore, StoreUnavailable
 from procession.limits import Limits
 from procession.store.queries import to_pyformat
 
@@ -45,6 +45,7 @@ _WAIT_SINGLETON = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hash
 # pg_snapshot_xmin alternative avoids the lock but makes the public cursor a pair
 # (transaction id, position); we keep the simpler public contract.
 _LOCK_APPENDS = "LOCK TABLE events IN EXCLUSIVE MODE"
+_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
 CONNECT_TIMEOUT = 10
 """Seconds a new session may take to connect, unless the URL says otherwise: a server that
 does not answer at all (not even with a refusal) costs a failed round, not a hung worker."""
@@ -119,8 +120,9 @@ class PostgresCoordination:
     limits = Limits()
     others_may_work = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, readonly: bool = False) -> None:
         self.url = url
+        self.readonly = readonly
         self._gate: psycopg.Connection[Any] | None = None
 
     def lock_appends(self, cursor: Cursor) -> None:
@@ -205,6 +207,8 @@ class PostgresCoordination:
             if self._gate is not None:
                 self._gate.close()
             self._gate = psycopg.connect(self.url, autocommit=True, **_connect_kwargs(self.url))
+            if self.readonly:
+                self._gate.execute(_READ_ONLY)
         return self._gate
 
     def close(self) -> None:
@@ -212,11 +216,18 @@ class PostgresCoordination:
             self._gate.close()
 
 
+def _read_only_session(conn: psycopg.Connection[Any]) -> None:
+    """The pool's `configure`: every transaction of this session is READ ONLY."""
+    conn.execute(_READ_ONLY)
+    conn.commit()  # the pool takes a connection only when it is idle
+
+
 class PostgresBackend:
     name = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 4) -> None:
+    def __init__(self, url: str, pool_size: int = 4, *, readonly: bool = False) -> None:
         self.url = url
+        self.readonly = readonly
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
@@ -231,6 +242,7 @@ class PostgresBackend:
             open=False,
             kwargs={"autocommit": False, **_connect_kwargs(url)},
             reconnect_timeout=RECONNECT_TIMEOUT,
+            configure=_read_only_session if readonly else None,
         )
         try:
             self.pool.open(wait=True, timeout=10)
@@ -239,15 +251,23 @@ class PostgresBackend:
             raise StoreUnavailable(
                 f"cannot open a connection pool to {_safe(url)}: {exc}"
             ) from None
-        self.coordination = PostgresCoordination(url)
+        self.coordination = PostgresCoordination(url, readonly)
         self._used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
-        with self._live_connection() as conn, conn.cursor() as cursor:
-            yield cursor
+        try:
+            with self._live_connection() as conn, conn.cursor() as cursor:
+                yield cursor
+        except psycopg.errors.ReadOnlySqlTransaction:
+            if not self.readonly:
+                raise
+            raise ReadOnlyStore(
+                f"the store {_safe(self.url)} was opened read-only: it cannot be written "
+                "(open it without readonly=True to change it)"
+            ) from None
 
     @contextmanager
     def _live_connection(self) -> Iterator[psycopg.Connection[Any]]:
