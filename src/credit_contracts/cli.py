@@ -6,20 +6,23 @@
     credit-contracts contracts sign ID          credit-contracts contracts show ID
     credit-contracts batches list [--customer ID]
     credit-contracts batches show ID
-    credit-contracts run [--clock system|virtual]
+    credit-contracts run [--clock system|virtual] [--force]
     credit-contracts demo --contracts N [--customers K] [--never-sign F] [--seed S] [--workers W]
-    credit-contracts worker [--clock system|virtual]
+    credit-contracts worker [--clock system|virtual] [--force]
+    credit-contracts serve [--host H] [--port P] [--worker] [--clock system|virtual] [--force]
 
-Every command takes `--db URL` and `--json`: then stdout holds exactly one JSON object. Commands
-only record; `run` (or workers) process. An error is one line `error: ...` on stderr (and
-{"error": ...} on stdout with --json), exit code 2; nothing is stored for a refused command.
+Every command takes `--db URL` (default: sqlite:///credit_contracts.db; the demo's own
+default is sqlite:///credit_contracts_demo.db) and `--json`: then stdout holds exactly one JSON
+object. Commands only record; `run` (or workers) process. Ids, names, titles and ratings are
+checked by `credit_contracts.validation`. An error is one line `error: ...` on stderr (and
+{"error": ...} on stdout with --json), exit code 2 (130 when interrupted); nothing is stored
+for a refused command. Text read from the store is escaped before it reaches a terminal.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -34,6 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from credit_contracts import demo as demo_plan
+from credit_contracts import validation
 from credit_contracts.app import build_app, customer_batches, open_system
 from credit_contracts.demo_run import drive, finish_demo, run_demo, work
 from credit_contracts.domain.customer import Customer
@@ -46,12 +50,15 @@ from credit_contracts.domain.messages import (
 )
 from credit_contracts.processes.credit_change import batch_id_for
 from credit_contracts.simulator import load_simulation
+from credit_contracts.validation import printable
 from credit_contracts.views.batches import batch_view
 from credit_contracts.views.contracts_by_customer import get_contract
 from credit_contracts.views.customer_summary import customer_summary
 from credit_contracts.views.timeline import timeline
 from procession import (
     Clock,
+    Command,
+    CommandResult,
     ConfigurationError,
     NotFound,
     Runtime,
@@ -75,11 +82,19 @@ cli.add_typer(contracts_cli, name="contracts")
 cli.add_typer(batches_cli, name="batches")
 
 DEFAULT_DB = "sqlite:///credit_contracts.db"
+DEMO_DB = "sqlite:///credit_contracts_demo.db"
+"""The demo's own default store: a demo never lands in the store of the other commands."""
 Db = Annotated[str, typer.Option("--db", help="store URL (sqlite:///... or postgresql://...)")]
+DemoDb = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        help="store URL: a fresh store or this demo's own (sqlite:///... or postgresql://...)",
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-out = Console(highlight=False)
-err = Console(stderr=True)
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 class ClockKind(StrEnum):
@@ -102,6 +117,10 @@ def require_store(url: str) -> None:
             raise Failure(f"no store at {path}: create one with `customers register` or `demo`")
 
 
+def counted(n: int, thing: str) -> str:
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
+
+
 def uses_virtual_time(store: Store) -> bool:
     return store.clock_kind == "virtual"
 
@@ -111,11 +130,16 @@ def store_clock(store: Store) -> Clock:
     return VirtualClock(store=store) if uses_virtual_time(store) else SystemClock()
 
 
-def open_runtime(url: str, *, create: bool = False) -> Runtime:
-    """The reference system on the store at `url`, with the store's simulation and clock."""
+def open_runtime(url: str, *, create: bool = False, readonly: bool = False) -> Runtime:
+    """The reference system on the store at `url`, with the store's simulation and clock.
+
+    `readonly=True` for commands that only look: the store is opened read-only (a read-only
+    file works; nothing is created, migrated or written), and they show the read models as
+    they are, saying so on stderr if they lag behind the log.
+    """
     if not create:
         require_store(url)
-    store = open_store(url)
+    store = open_store(url, create=create, readonly=readonly)
     try:
         return Runtime(build_app(load_simulation(store)), store, store_clock(store))
     except BaseException:
@@ -123,41 +147,66 @@ def open_runtime(url: str, *, create: bool = False) -> Runtime:
         raise
 
 
-def catch_up(runtime: Runtime) -> None:
-    """Bring the read models up to the log's head before reading them."""
-    runtime.wait_for(runtime.store.head_position())
+def record(runtime: Runtime, command: Command) -> CommandResult:
+    """Execute a command, then bring the read models up to it: a `show` right after sees it
+    (commands that only look never write, so the writers keep the read models current)."""
+    result = runtime.send(command)
+    if result.position:
+        runtime.wait_for(result.position)
+    return result
 
 
-def checked_id(value: str, what: str) -> str:
-    if not ID_PATTERN.fullmatch(value):
-        raise Failure(
-            f"bad {what} id {value!r}: use letters, digits and . _ : @ - (at most 128, "
-            "starting with a letter or digit)"
+def note_lag(runtime: Runtime) -> None:
+    """A note on stderr when the read models are behind the log (a run was interrupted, or
+    workers are busy): what is shown is true as of an earlier position."""
+    seen = runtime.checkpoints()
+    head = seen.pop("head")
+    views = [int(v or 0) for name, v in seen.items() if name.startswith("projection:")]
+    behind = min(views, default=head)
+    if behind < head:
+        err.print(
+            f"note: the read models are {counted(head - behind, 'event')} behind the log; "
+            "`credit-contracts run` (or a worker) brings them up to date"
         )
-    return value
 
 
-def rating(value: str) -> str:
-    return value.strip().upper()
+def customer_id_of(value: str) -> str:
+    return validation.entity_id(value, "customer id")
+
+
+def contract_id_of(value: str) -> str:
+    return validation.entity_id(value, "contract id")
 
 
 # -- output --------------------------------------------------------------------------------
 
 
 def emit(data: dict[str, Any], as_json: bool, *lines: str) -> None:
+    """One JSON object (json.dumps escapes every control and non-ASCII character), or lines
+    for a person, stored text in them escaped (`printable`)."""
     if as_json:
         typer.echo(json.dumps(data, default=str))
     else:
         for line in lines:
-            out.print(line, markup=False)
+            out.print(printable(line), markup=False, soft_wrap=True)
+
+
+def shown(value: object) -> Text:
+    """Stored text in a table cell: neither markup nor terminal control."""
+    return Text(printable("-" if value is None else str(value)))
+
+
+def heading(text: str) -> str:
+    """Stored text in a table title (which rich reads as markup)."""
+    return escape(printable(text))
 
 
 def key_values(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=escape(title), show_header=False, title_justify="left")
+    table = Table(title=heading(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
-        table.add_row(key, Text("-" if value is None else str(value)))
+        table.add_row(shown(key), shown(value))
     return table
 
 
@@ -177,12 +226,12 @@ def register_customer(
     as_json: Json = False,
 ) -> None:
     """Register a customer with a credit rating: `register NAME RATING` or `--name --rating`."""
-    cid = checked_id(customer_id, "customer") if customer_id is not None else new_id()
-    who = one_of(name_arg, name, "name")
-    grade = rating(one_of(rating_arg, rating_, "rating"))
+    cid = customer_id_of(customer_id) if customer_id is not None else new_id()
+    who = validation.name(one_of(name_arg, name, "name"), "customer name")
+    grade = validation.rating(one_of(rating_arg, rating_, "rating"))
     runtime = open_runtime(db, create=True)
     with runtime.store:
-        runtime.send(RegisterCustomer(customer_id=cid, name=who, rating=grade))
+        record(runtime, RegisterCustomer(customer_id=cid, name=who, rating=grade))
     data = {"id": cid, "name": who, "rating": grade}
     emit(data, as_json, f"registered customer {cid}: {who}, rating {grade}")
 
@@ -204,11 +253,11 @@ def change_rating(
     as_json: Json = False,
 ) -> None:
     """Change a customer's credit rating: its contracts go back to pending (run to process)."""
+    customer_id = customer_id_of(customer_id)
+    grade = validation.rating(rating_)
     runtime = open_runtime(db)
     with runtime.store:
-        runtime.send(
-            ChangeCustomerCreditRating(customer_id=customer_id, new_rating=rating(rating_))
-        )
+        record(runtime, ChangeCustomerCreditRating(customer_id=customer_id, new_rating=grade))
         stream = runtime.store.read_stream(Customer.stream_id(customer_id))
         last = [e.data for e in stream if e.type == CustomerCreditRatingChanged.__name__][-1]
     data = {
@@ -229,9 +278,10 @@ def change_rating(
 @customers_cli.command("show")
 def show_customer(customer_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     """A customer's rating, rating changes and contracts per status."""
-    runtime = open_runtime(db)
+    customer_id = customer_id_of(customer_id)
+    runtime = open_runtime(db, readonly=True)
     with runtime.store:
-        catch_up(runtime)
+        note_lag(runtime)
         summary = customer_summary(runtime.store, customer_id)
     if summary is None:
         raise NotFound(f"customer {customer_id} does not exist")
@@ -267,10 +317,12 @@ def open_contract(
     as_json: Json = False,
 ) -> None:
     """Open a contract for an existing customer (it belongs to that customer for life)."""
-    cid = checked_id(contract_id, "contract") if contract_id is not None else new_id()
+    customer_id = customer_id_of(customer_id)
+    cid = contract_id_of(contract_id) if contract_id is not None else new_id()
+    title = validation.title(title, "contract title")
     runtime = open_runtime(db)
     with runtime.store:
-        runtime.send(OpenContract(contract_id=cid, customer_id=customer_id, title=title))
+        record(runtime, OpenContract(contract_id=cid, customer_id=customer_id, title=title))
     data = {"id": cid, "customer_id": customer_id, "title": title, "status": "active"}
     emit(data, as_json, f"opened contract {cid} for customer {customer_id}")
 
@@ -278,9 +330,10 @@ def open_contract(
 @contracts_cli.command("sign")
 def sign_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     """The customer re-signs a pending contract (run to have it re-confirmed)."""
+    contract_id = contract_id_of(contract_id)
     runtime = open_runtime(db)
     with runtime.store:
-        result = runtime.send(SignContract(contract_id=contract_id))
+        result = record(runtime, SignContract(contract_id=contract_id))
     data = {"id": contract_id, "status": "resigned", "changed": result.events > 0}
     emit(data, as_json, f"contract {contract_id} is re-signed")
 
@@ -288,9 +341,10 @@ def sign_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) 
 @contracts_cli.command("show")
 def show_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     """A contract's status and its timeline: every event, the command that caused it."""
-    runtime = open_runtime(db)
+    contract_id = contract_id_of(contract_id)
+    runtime = open_runtime(db, readonly=True)
     with runtime.store:
-        catch_up(runtime)
+        note_lag(runtime)
         row = get_contract(runtime.store, contract_id)
         entries = timeline(runtime.store, contract_id)
     if row is None:
@@ -317,13 +371,13 @@ def show_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) 
         emit(data, True)
         return
     table = Table(
-        title=escape(f"contract {contract_id} ({row.status}, customer {row.customer_id})")
+        title=heading(f"contract {contract_id} ({row.status}, customer {row.customer_id})")
     )
     for column in ("position", "at", "command", "what happened"):
         table.add_column(column)
     for e in entries:
         at = e.occurred_at[:19].replace("T", " ")
-        table.add_row(str(e.position), at, e.command, Text(e.summary))
+        table.add_row(str(e.position), shown(at), shown(e.command), shown(e.summary))
     out.print(table)
 
 
@@ -338,12 +392,14 @@ def list_batches(
     as_json: Json = False,
 ) -> None:
     """Credit-change batches (all, or one customer's), newest first, with their progress."""
-    runtime = open_runtime(db)
+    if customer is not None:
+        customer = customer_id_of(customer)
+    runtime = open_runtime(db, readonly=True)
     with runtime.store:
         if customer is None:
             found = runtime.batches(limit)
         else:
-            catch_up(runtime)
+            note_lag(runtime)
             if customer_summary(runtime.store, customer) is None:
                 raise NotFound(f"customer {customer} does not exist")
             found = customer_batches(runtime, customer)[::-1][:limit]
@@ -357,14 +413,15 @@ def list_batches(
     for b in batches:
         done, failed, still = b["done"], b["failed"], b["pending"] + b["in_flight"]
         counts = (str(n) for n in (b["total"], done, failed, still))
-        table.add_row(Text(b["id"]), Text(b["customer_id"]), b["status"], *counts)
+        table.add_row(shown(b["id"]), shown(b["customer_id"]), shown(b["status"]), *counts)
     out.print(table)
 
 
 @batches_cli.command("show")
 def show_batch(batch_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> None:
     """A batch's progress: counts per item status, rate (items per process second), ETA."""
-    runtime = open_runtime(db)
+    batch_id = validation.batch_id(batch_id)
+    runtime = open_runtime(db, readonly=True)
     with runtime.store:
         progress = runtime.progress(batch_id)
     if progress is None:
@@ -379,13 +436,27 @@ def show_batch(batch_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> Non
 # -- running -------------------------------------------------------------------------------
 
 
-def pick_clock(store: Store, asked: ClockKind | None, demo: bool = False) -> bool:
-    """True for virtual time: as asked, else the store's own kind of time (a demo's: virtual)."""
+def pick_clock(
+    store: Store, asked: ClockKind | None, demo: bool = False, force: bool = False
+) -> bool:
+    """True for virtual time: as asked, else the store's own kind of time (a demo's: virtual).
+
+    Virtual time is for ever: a store with a history on system time (events, no virtual
+    clock, no demo) is switched to it only with `force`; an empty store needs no force.
+    """
     virtual = demo or uses_virtual_time(store)
     if asked is ClockKind.system and virtual:
         raise Failure(
             "this store runs on virtual time (a demo's timers are days away): use --clock virtual"
         )
+    if asked is ClockKind.virtual and not virtual and not force:
+        events = store.head_position()
+        if events > 0:
+            raise Failure(
+                f"this store has run on system time ({counted(events, 'event')}): --clock "
+                "virtual would switch it to virtual time for ever (its timers would fire on "
+                "simulated days); add --force to do that, or use a fresh store"
+            )
     return virtual if asked is None else asked is ClockKind.virtual
 
 
@@ -393,20 +464,29 @@ ClockOption = Annotated[
     ClockKind | None,
     typer.Option("--clock", help="system or virtual (default: the store's own kind of time)"),
 ]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="with --clock virtual: switch a store with a system-time history for ever"
+    ),
+]
 
 
 @cli.command("run")
-def run(db: Db = DEFAULT_DB, clock: ClockOption = None, as_json: Json = False) -> None:
+def run(
+    db: Db = DEFAULT_DB, clock: ClockOption = None, force: Force = False, as_json: Json = False
+) -> None:
     """Process until nothing is ready, finishing an interrupted demo first.
 
     On virtual time the clock jumps to the next due timer whenever the system is idle, so a
-    demo's fourteen days pass in seconds; a killed demo resumes where it stopped.
+    demo's fourteen days pass in seconds; a killed demo resumes where it stopped. A store
+    that has run on system time is switched to virtual time (for ever) only with --force.
     """
     require_store(db)
     started = time.monotonic()
     with open_store(db) as store:
         plan = demo_plan.load_plan(store)
-        virtual = pick_clock(store, clock, demo=plan is not None)
+        virtual = pick_clock(store, clock, demo=plan is not None, force=force)
     runtime = open_system(db, plan.simulation if plan else None, virtual=virtual)
     with runtime.store:
         if plan is not None:
@@ -464,7 +544,7 @@ def demo(
     never_sign: Annotated[float, typer.Option(help="share of contracts never re-signed")] = 0.1,
     seed: Annotated[int, typer.Option(help="the simulation's seed")] = 1,
     workers: Annotated[int, typer.Option(help="worker processes (>1: PostgreSQL only)")] = 1,
-    db: Db = DEFAULT_DB,
+    db: DemoDb = DEMO_DB,
     as_json: Json = False,
 ) -> None:
     """Customers, contracts, one rating change, simulated customers, on virtual time.
@@ -472,6 +552,9 @@ def demo(
     Most contracts belong to the customer whose rating changes; each of their customers
     re-signs promptly, after a reminder, too late or never. The run survives SIGKILL at any
     moment: `credit-contracts run --db URL --clock virtual` finishes it with the same outcome.
+
+    The demo runs on its own store (default sqlite:///credit_contracts_demo.db): a store
+    holding anything but this same demo is refused, never changed.
     """
     plan = demo_plan.DemoPlan(
         seed=seed, contracts=contracts, customers=customers_, never_sign=never_sign
@@ -489,27 +572,97 @@ def demo(
 def worker(
     db: Db = DEFAULT_DB,
     clock: ClockOption = None,
+    force: Force = False,
     stop_with_parent: Annotated[bool, typer.Option(hidden=True)] = False,
     as_json: Json = False,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT; on PostgreSQL any number share one store.
 
     On virtual time a worker moves the clock only when no worker has anything left to do
-    at the current instant, so outcomes do not depend on how many workers run.
+    at the current instant, so outcomes do not depend on how many workers run. SIGINT and
+    SIGTERM are its way to stop: it finishes its transaction and reports `stopped`.
     """
     require_store(db)
     with open_store(db) as store:
-        virtual = pick_clock(store, clock, demo=demo_plan.load_plan(store) is not None)
+        is_demo = demo_plan.load_plan(store) is not None
+        virtual = pick_clock(store, clock, demo=is_demo, force=force)
     runtime = open_system(db, virtual=virtual)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
         signal.signal(sig, lambda *_: stop.set())
     if stop_with_parent:
         threading.Thread(target=watch_parent, args=(os.getppid(), stop), daemon=True).start()
     typer.echo(f"worker {os.getpid()} started on {runtime.store.backend.name}", err=True)
-    with runtime.store:
-        work(runtime, stop)
+    try:
+        with runtime.store:
+            work(runtime, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     emit({"worker": os.getpid(), "stopped": True}, as_json, f"worker {os.getpid()} stopped")
+
+
+@cli.command()
+def serve(
+    db: Db = DEFAULT_DB,
+    host: Annotated[
+        str, typer.Option(help="address to bind; not loopback only with a token")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    worker_: Annotated[
+        bool, typer.Option("--worker", help="run the processes in a background thread")
+    ] = False,
+    clock: ClockOption = None,
+    force: Force = False,
+    simulate: Annotated[bool, typer.Option(help="simulated customers re-sign (or not)")] = False,
+    seed: Annotated[int, typer.Option(help="the simulation's seed")] = 1,
+    never_sign: Annotated[float, typer.Option(help="share who never re-sign")] = 0.1,
+    token_file: Annotated[
+        str | None, typer.Option(help="file holding the API token (else $CREDIT_CONTRACTS_TOKEN)")
+    ] = None,
+    protect_reads: Annotated[bool, typer.Option(help="reads need the token too")] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(help="a host name clients use to reach the server (repeatable)"),
+    ] = None,
+    max_body: Annotated[int, typer.Option(min=1, help="largest request body, bytes")] = 64 * 1024,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Serve the HTTP API and the dashboard (see docs/security.md) until Ctrl-C.
+
+    Without a token (CREDIT_CONTRACTS_TOKEN or --token-file) it serves loopback only; with
+    one, every change needs `Authorization: Bearer <token>`.
+    """
+    from credit_contracts.simulator import SimulationConfig
+    from credit_contracts.web.serve import Options, run_server
+
+    options = Options(
+        host=host,
+        port=port,
+        token_file=token_file,
+        protect_reads=protect_reads,
+        allowed_hosts=tuple(allowed_host or ()),
+        max_body=max_body,
+        access_log=access_log,
+    )
+    security = options.security()  # refuses an unsafe setting before the store is opened
+    if db_exists(db):
+        with open_store(db) as store:
+            is_demo = demo_plan.load_plan(store) is not None
+            virtual = pick_clock(store, clock, demo=is_demo, force=force)
+    else:
+        virtual = clock is ClockKind.virtual
+    simulation = SimulationConfig(seed=seed, never_sign=never_sign) if simulate else None
+    err.print(f"serving {escape(printable(db))} on http://{host}:{port} ({security.summary()})")
+    run_server(db, options, security, virtual=virtual, simulation=simulation, worker=worker_)
+
+
+def db_exists(url: str) -> bool:
+    """A SQLite URL names a file that exists, or the URL is not a SQLite file (a server's)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return os.path.exists(url[len("sqlite:///") :])
+    return True
 
 
 def watch_parent(parent: int, stop: threading.Event) -> None:
@@ -522,8 +675,14 @@ def watch_parent(parent: int, stop: threading.Event) -> None:
 # -- errors --------------------------------------------------------------------------------
 
 
+def exit_code(argv: list[str] | None = None) -> int:
+    """Run the command line in this process (tests do); its exit code."""
+    refusals = (Failure, ConfigurationError)
+    return clikit.run(cli, "credit-contracts", argv, refusals=refusals, printable=printable)
+
+
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(clikit.run(cli, "credit-contracts", argv, refusals=(Failure, ConfigurationError)))
+    sys.exit(exit_code(argv))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ derived from it, so a demo killed at any moment is finished by `credit-contracts
 reads the plan, re-sends the setup (a command re-sent with its command_id is a no-op) and
 runs the system. Setup is done once the plan's rating change is in the log: the change is
 sent last, after every contract it must reach has been opened.
+
+A demo writes only to a store of its own: an empty one, or one holding this same plan (which
+it resumes). A store with events and no plan, or with another plan, is refused before
+anything is written: the demo switches its store to virtual time and ends contracts.
 """
 
 from __future__ import annotations
@@ -176,12 +180,27 @@ def load_plan(store: Store) -> DemoPlan | None:
     return msgspec.convert(events[-1].data["plan"], DemoPlan) if events else None
 
 
+def check_own_store(store: Store, recorded: DemoPlan | None) -> None:
+    """Refuse a store that holds anything but a demo: its data is not the demo's to change."""
+    if recorded is not None:
+        return
+    events = store.head_position()
+    if events > 0:
+        raise ConfigurationError(
+            f"this store holds {events:,} event{'' if events == 1 else 's'} and no demo: the "
+            "demo runs only on a fresh store or on its own (it would switch this one to "
+            "virtual time and end its contracts); give another --db"
+        )
+
+
 def record_plan(url: str, plan: DemoPlan) -> None:
     """The demo's first transaction: the plan, checked against the store's simulation."""
     registry = MessageRegistry()
     registry.register(DemoPlanned)
     with open_store(url, registry) as store:
-        events = decide_plan(load_plan(store), plan)
+        recorded = load_plan(store)
+        check_own_store(store, recorded)
+        events = decide_plan(recorded, plan)
         simulation = load_simulation(store)
         if simulation is not None and simulation != plan.simulation:
             raise ConfigurationError(

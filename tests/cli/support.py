@@ -1,8 +1,12 @@
-"""Running `credit-contracts` as a real subprocess and reading what it left in the store."""
+"""Running `credit-contracts` as a real subprocess (or, faster, in this process) and reading
+what it left in the store."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -37,6 +41,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> Result
         [*COMMAND, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
     result = Result(done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+def run_here(*args: str) -> Result:
+    """The command line in this process: the same code path as the subprocess (clikit.run),
+    without starting an interpreter; stdout and stderr captured."""
+    from credit_contracts.cli import exit_code
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = exit_code(list(args))
+    result = Result(code, stdout.getvalue(), stderr.getvalue())
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
 
@@ -85,3 +102,14 @@ def logged_outcomes(url: str) -> dict[str, str]:
                 ends.setdefault(event.data["contract_id"], []).append(TERMINAL[event.type])
     assert all(len(outcomes) == 1 for outcomes in ends.values()), "a contract ended twice"
     return {contract_id: outcomes[0] for contract_id, outcomes in ends.items()}
+
+
+def log_head(path: Path) -> int:
+    """A SQLite store's log head, read beside the process writing it (0 before it has one)."""
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+    except sqlite3.Error:  # the schema is not there yet
+        return 0

@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
-from credit_contracts import __version__
+from credit_contracts import __version__, validation
 from credit_contracts.app import customer_batches, open_system
 from credit_contracts.domain.contract import STATUSES
 from credit_contracts.domain.customer import RATINGS
@@ -68,9 +68,17 @@ IdempotencyKey = Annotated[
         "with the first answer; the same key with another request is refused (422).",
     ),
 ]
-CustomerId = Annotated[str, Path(pattern=ID_PATTERN)]
-ContractId = Annotated[str, Path(pattern=ID_PATTERN)]
-BatchId = Annotated[str, Path(max_length=300)]
+CustomerId = Annotated[
+    str, Path(json_schema_extra={"pattern": ID_PATTERN}), AfterValidator(validation.entity_id)
+]
+ContractId = Annotated[
+    str, Path(json_schema_extra={"pattern": ID_PATTERN}), AfterValidator(validation.entity_id)
+]
+BatchId = Annotated[
+    str,
+    Path(json_schema_extra={"pattern": validation.BATCH_ID_PATTERN}),
+    AfterValidator(validation.batch_id),
+]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from credit_contracts.web.idempotency import Answer, KeyReused
 from credit_contracts.web.system import ClockError
@@ -29,6 +30,10 @@ from procession import (
 )
 
 log = logging.getLogger(__name__)
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""The methods an `Allow` header may name (asked of every route: the app's routes include
+whole routers, which answer for their own routes)."""
 
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, 404),
@@ -92,6 +97,8 @@ def problem(e: dict[str, Any], json_sent: bool) -> dict[str, str]:
         hint = "" if json_sent else " with Content-Type: application/json"
         return {"field": "body", "message": f"the body must be a JSON object{hint}"}
     what = "unknown field" if kind == "extra_forbidden" else e.get("msg", "invalid value")
+    if kind == "value_error":  # the validator's own words, without pydantic's prefix
+        what = str(e.get("ctx", {}).get("error", what))
     return {"field": where, "message": f"{where}: {what}"}
 
 
@@ -109,9 +116,25 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such resource: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's 405 names only the first
+    matching route's (`Allow: POST` on /api/customers, which serves GET too)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:

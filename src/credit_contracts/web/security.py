@@ -94,6 +94,12 @@ class Security:
         changes = "open" if self.token is None else "token"
         return {"changes": changes, "reads": "token" if self.protect_reads else "open"}
 
+    def summary(self) -> str:
+        """One line for the operator: what needs the token."""
+        if self.token is None:
+            return "no token: loopback only"
+        return "token needed for changes" + (" and reads" if self.protect_reads else "")
+
     def check_bind(self, host: str) -> None:
         """Refuse to serve a non-loopback address without a token."""
         if self.token is None and not is_loopback(host):
