@@ -33,6 +33,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -66,6 +67,7 @@ from procession import (
     SystemClock,
     VirtualClock,
     clikit,
+    humanize,
     new_id,
     open_store,
 )
@@ -210,6 +212,55 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
+def id_column(table: Table, header: str) -> None:
+    """A column of ids: folded on a narrow terminal, never cut (see `print_table`)."""
+    table.add_column(header, overflow="fold")
+
+
+WIDE = 100_000
+"""Wide enough to measure any table at its natural width."""
+
+
+def print_table(table: Table) -> None:
+    """Print a table without ever cutting a cell (ids): on a terminal a cell too long for it
+    folds onto more lines; elsewhere (a pipe, a file, a test) the table is as wide as its
+    cells and title need, whatever COLUMNS says: every cell, every id, on one line."""
+    console = out
+    for column in table.columns:
+        column.overflow = "fold"  # not "ellipsis": a word too long for its cell goes on
+    if not console.is_terminal:
+        need = Measurement.get(console, console.options.update_width(WIDE), table).maximum
+        title = Text.from_markup(table.title) if isinstance(table.title, str) else Text()
+        need = max(need, title.cell_len)
+        if need > console.width:
+            console = Console(highlight=False, emoji=False, width=need)
+    console.print(table)
+
+
+def batch_rows(b: dict[str, Any]) -> dict[str, Any]:
+    """A batch (`batch_view`) for people: a failed item is a terminated contract, done ones
+    were re-confirmed; rate and ETA in units people read, counts with separators."""
+    count = humanize.count
+    return {
+        "id": b["id"],
+        "customer": b["customer_id"],
+        "rating change": b["change_no"],
+        "status": b["status"],
+        "contracts": "all found" if b["enumerated"] else "still being found",
+        "total": count(b["total"]),
+        "done": count(b["done"]),
+        "terminated": count(b["failed"]),
+        "skipped": count(b["skipped"]),
+        "cancelled": count(b["cancelled"]),
+        "pending": count(b["pending"]),
+        "in flight": count(b["in_flight"]),
+        "finished": f"{count(b['finished'])} of {count(b['total'])}",
+        "rate": humanize.rate(b["rate"]),
+        "eta": humanize.duration(b["eta_seconds"]),
+        "superseded by": b["superseded_by"],
+    }
+
+
 # -- customers -----------------------------------------------------------------------------
 
 
@@ -302,7 +353,7 @@ def show_customer(customer_id: str, db: Db = DEFAULT_DB, as_json: Json = False) 
         emit(data, True)
     else:
         rows = {k: v for k, v in data.items() if k != "contracts"} | data["contracts"]
-        out.print(key_values(f"customer {customer_id}", rows))
+        print_table(key_values(f"customer {customer_id}", rows))
 
 
 # -- contracts -----------------------------------------------------------------------------
@@ -373,12 +424,14 @@ def show_contract(contract_id: str, db: Db = DEFAULT_DB, as_json: Json = False) 
     table = Table(
         title=heading(f"contract {contract_id} ({row.status}, customer {row.customer_id})")
     )
-    for column in ("position", "at", "command", "what happened"):
-        table.add_column(column)
+    table.add_column("position", justify="right")
+    table.add_column("at")
+    table.add_column("command")
+    table.add_column("what happened")
     for e in entries:
         at = e.occurred_at[:19].replace("T", " ")
-        table.add_row(str(e.position), shown(at), shown(e.command), shown(e.summary))
-    out.print(table)
+        table.add_row(humanize.count(e.position), shown(at), shown(e.command), shown(e.summary))
+    print_table(table)
 
 
 # -- batches -------------------------------------------------------------------------------
@@ -407,14 +460,30 @@ def list_batches(
     if as_json:
         emit({"batches": batches}, True)
         return
+    if not batches:
+        out.print("no credit-change batches yet")
+        return
     table = Table(title="credit-change batches")
-    for column in ("id", "customer", "status", "total", "done", "failed", "open"):
-        table.add_column(column)
+    id_column(table, "id")
+    id_column(table, "customer")
+    table.add_column("status")
+    # a batch's failed item is a contract terminated: the domain's word, not an error's colour
+    for column in ("total", "done", "terminated", "open"):
+        table.add_column(column, justify="right")
+    table.add_column("rate", justify="right")
+    table.add_column("eta", justify="right")
     for b in batches:
-        done, failed, still = b["done"], b["failed"], b["pending"] + b["in_flight"]
-        counts = (str(n) for n in (b["total"], done, failed, still))
-        table.add_row(shown(b["id"]), shown(b["customer_id"]), shown(b["status"]), *counts)
-    out.print(table)
+        still = b["pending"] + b["in_flight"]
+        counts = (humanize.count(n) for n in (b["total"], b["done"], b["failed"], still))
+        table.add_row(
+            shown(b["id"]),
+            shown(b["customer_id"]),
+            shown(b["status"]),
+            *counts,
+            humanize.rate(b["rate"]),
+            humanize.duration(b["eta_seconds"]),
+        )
+    print_table(table)
 
 
 @batches_cli.command("show")
@@ -430,7 +499,7 @@ def show_batch(batch_id: str, db: Db = DEFAULT_DB, as_json: Json = False) -> Non
     if as_json:
         emit(data, True)
     else:
-        out.print(key_values(f"batch {batch_id}", data))
+        print_table(key_values(f"batch {batch_id}", batch_rows(data)))
 
 
 # -- running -------------------------------------------------------------------------------
@@ -502,7 +571,14 @@ def run(
             "seconds": round(time.monotonic() - started, 3),
             "clock": "virtual" if virtual else "system",
         }
-    emit(data, as_json, f"idle after {stats.rounds} rounds: {data['events']} new events")
+    if head == 0 and data["events"] == 0:  # a demo killed before its plan left nothing
+        emit(data, as_json, "the store is empty: nothing to run")
+        return
+    emit(
+        data,
+        as_json,
+        f"idle after {counted(stats.rounds, 'round')}: {counted(data['events'], 'new event')}",
+    )
 
 
 def report_demo(data: dict[str, Any], as_json: bool) -> None:
@@ -528,13 +604,13 @@ def report_demo(data: dict[str, Any], as_json: bool) -> None:
         ("still_pending", f"{data['still_pending']:,}"),
         ("outcome", check),
         ("batch", f"{data['batch_id']}: {data['batch_status']}"),
-        ("virtual time", f"{data['virtual_days']:.1f} days"),
-        ("events", f"{data['events']:,} in {data['seconds']:.1f} s"),
-        ("events/s", f"{data['events_per_second']:,.0f}"),
+        ("virtual time", humanize.duration(data["virtual_days"] * 86400)),
+        ("events", f"{data['events']:,} in {humanize.duration(data['seconds'])}"),
+        ("events/s", humanize.number(data["events_per_second"], 3)),
     ]
     for key, value in rows:
         table.add_row(key, value)
-    out.print(table)
+    print_table(table)
 
 
 @cli.command()

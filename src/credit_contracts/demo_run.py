@@ -6,15 +6,18 @@ terminal; stdout is left to the summary (or the one JSON object of `--json`).
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import msgspec
 from rich.console import Console
@@ -30,7 +33,9 @@ from rich.progress import (
 
 from credit_contracts.app import open_system
 from credit_contracts.demo import DemoPlan, ensure_setup, outcome, record_plan
-from procession import ProcessionError, Runtime, VirtualClock
+from procession import ProcessionError, Runtime, StoreUnavailable, VirtualClock
+from procession.policy import describe
+from procession.runtime.runtime import retry_delay
 
 DAY = 86_400.0
 REFRESH = 0.2
@@ -148,6 +153,14 @@ def work(runtime: Runtime, stop: threading.Event) -> None:
     runtime.run_forever(stop)
 
 
+MAX_RESTARTS = 3
+RESTART_WINDOW = 600.0
+"""A worker slot is restarted at most MAX_RESTARTS times within RESTART_WINDOW seconds; one
+more death in that window ends the demo (a worker that cannot live is not retried for ever)."""
+STDERR_TAIL = 3
+"""How many of a dead worker's last stderr lines its report quotes."""
+
+
 @dataclass
 class Worker:
     process: subprocess.Popen[bytes]
@@ -166,12 +179,32 @@ class Worker:
         )
         return cls(process, log)
 
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            self.log.seek(0)
-            lines = [ln for ln in self.log.read().decode(errors="replace").splitlines() if ln]
-            last = lines[-1] if lines else f"exit code {self.process.returncode}"
-            raise ProcessionError(f"worker {self.process.pid} died: {last}")
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def death(self) -> str | None:
+        """None while it lives; else why it died: its exit code or signal, and the last
+        lines of its stderr that say something (not its start-up line)."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit {code}"
+        said = self.last_words()
+        return f"{how}: {said}" if said else how
+
+    def last_words(self) -> str:
+        self.log.seek(0, 2)
+        self.log.seek(max(0, self.log.tell() - 8192))
+        lines = [ln.strip() for ln in self.log.read().decode(errors="replace").splitlines()]
+        meaningful = [ln for ln in lines if ln and not STARTED.match(ln)]
+        return " | ".join(meaningful[-STDERR_TAIL:])
 
     def stop(self) -> None:
         """SIGTERM: the worker finishes its transaction and exits; SIGKILL after 30 s."""
@@ -187,6 +220,56 @@ class Worker:
         self.log.close()
 
 
+STARTED = re.compile(r"^worker \d+ started on ")
+
+
+class Workers:
+    """W worker processes, each in its slot; one that dies is reported and restarted, up to
+    MAX_RESTARTS times per slot within RESTART_WINDOW seconds."""
+
+    def __init__(self, url: str, count: int, console: Console) -> None:
+        self.url = url
+        self.console = console
+        self.slots: list[Worker] = []
+        self.deaths: list[deque[float]] = [deque() for _ in range(count)]
+        self.restarts = 0
+        for _ in range(count):
+            self.slots.append(Worker.spawn(url))
+
+    def check(self) -> None:
+        """Restart the workers that died; ProcessionError when a slot dies too often."""
+        for k, worker in enumerate(self.slots):
+            why = worker.death()
+            if why is None:
+                continue
+            worker.wait()
+            now = time.monotonic()
+            deaths = self.deaths[k]
+            deaths.append(now)
+            while deaths and deaths[0] < now - RESTART_WINDOW:
+                deaths.popleft()
+            if len(deaths) > MAX_RESTARTS:
+                raise ProcessionError(
+                    f"worker {worker.pid} died ({why}); worker slot {k + 1} died "
+                    f"{len(deaths)} times in {RESTART_WINDOW:.0f} s: giving up"
+                )
+            self.slots[k] = replacement = Worker.spawn(self.url)
+            self.restarts += 1
+            self.console.print(
+                f"worker {worker.pid} died ({why}); restarted as worker {replacement.pid} "
+                f"(restart {len(deaths)} of {MAX_RESTARTS} for slot {k + 1})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    def stop(self) -> None:
+        for worker in self.slots:
+            worker.stop()
+        for worker in self.slots:
+            worker.wait()
+
+
 def quiet(runtime: Runtime, plan: DemoPlan) -> bool:
     """The batch has completed and nothing is left to do, now or later."""
     progress = runtime.progress(plan.batch_id)
@@ -196,21 +279,64 @@ def quiet(runtime: Runtime, plan: DemoPlan) -> bool:
 
 
 def run_in_workers(
-    runtime: Runtime, plan: DemoPlan, workers: int, tick: Callable[[], None]
-) -> None:
-    """Spawn the workers, follow them until the demo is over, stop them."""
-    spawned = [Worker.spawn(runtime.store.url) for _ in range(workers)]
+    runtime: Runtime, plan: DemoPlan, workers: int, tick: Callable[[], None], console: Console
+) -> int:
+    """Spawn the workers, follow them until the demo is over, stop them; the restarts.
+
+    The coordinator (this process) outlives its database as the workers do: a look that
+    fails because the database dropped or refused a connection is retried with backoff."""
+    crew = Workers(runtime.store.url, workers, console)
     try:
-        while not quiet(runtime, plan):
-            for worker in spawned:
-                worker.check()
-            tick()
+        while True:
+            crew.check()
+            if persist(runtime, console, lambda: quiet(runtime, plan), crew.check):
+                return crew.restarts
+            persist(runtime, console, tick, crew.check)
             time.sleep(REFRESH)
     finally:
-        for worker in spawned:
-            worker.stop()
-        for worker in spawned:
-            worker.wait()
+        crew.stop()
+
+
+T = TypeVar("T")
+
+
+def connection_lost(runtime: Runtime, exc: Exception) -> bool:
+    """The database refused or dropped a connection (PostgreSQL): worth trying again."""
+    if runtime.store.backend.name != "postgres":
+        return False
+    from procession.store.postgres import connection_fault  # psycopg: only on PostgreSQL
+
+    return isinstance(exc, StoreUnavailable) or connection_fault(exc)
+
+
+def persist(
+    runtime: Runtime,
+    console: Console,
+    action: Callable[[], T],
+    meanwhile: Callable[[], None] | None = None,
+) -> T:
+    """`action()`, tried again (backing off up to 5 s, as workers do) for as long as the
+    database cannot be reached; `meanwhile` runs between tries (the workers' check)."""
+    failures = 0
+    while True:
+        began = time.monotonic()
+        try:
+            return action()
+        except Exception as exc:
+            if not connection_lost(runtime, exc):
+                raise
+            failures = 1 if time.monotonic() - began > 1.0 else failures + 1
+            delay = retry_delay(failures)
+            console.print(
+                f"demo: the database connection failed ({failures} in a row), retrying in "
+                f"{delay:.2f} s: {describe(exc)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            time.sleep(delay)
+            if meanwhile is not None:
+                meanwhile()
 
 
 # -- the whole demo ------------------------------------------------------------------------
@@ -229,15 +355,33 @@ def finish_demo(
     runtime: Runtime, plan: DemoPlan, started: float, console: Console, workers: int = 1
 ) -> dict[str, Any]:
     """Complete whatever setup is missing, then process until the demo is over."""
-    head = runtime.store.head_position()
-    with LiveDisplay(runtime, plan, console) as display:
-        ensure_setup(runtime, plan, display.opened)
+    head = persist(runtime, console, runtime.store.head_position)
+    restarts = 0
+    with persist(runtime, console, lambda: LiveDisplay(runtime, plan, console)) as display:
+        persist(runtime, console, lambda: ensure_setup(runtime, plan, display.opened))
         setup_seconds = time.monotonic() - started
         if workers > 1:
-            run_in_workers(runtime, plan, workers, display.tick)
+            restarts = run_in_workers(runtime, plan, workers, display.tick, console)
         else:
-            drive(runtime, display.tick)
+            persist(runtime, console, lambda: drive(runtime, display.tick))
     seconds = time.monotonic() - started
+    return persist(
+        runtime,
+        console,
+        lambda: summary(runtime, plan, head, seconds, setup_seconds, workers, restarts),
+    )
+
+
+def summary(
+    runtime: Runtime,
+    plan: DemoPlan,
+    head: int,
+    seconds: float,
+    setup_seconds: float,
+    workers: int,
+    restarts: int,
+) -> dict[str, Any]:
+    """The demo's JSON object, read from the store."""
     events = runtime.store.head_position() - head
     expected = plan.expected()
     data = outcome(runtime, plan)
@@ -245,6 +389,7 @@ def finish_demo(
         seed=plan.seed,
         never_sign=plan.never_sign,
         workers=workers,
+        worker_restarts=restarts,
         events=events,
         log_head=runtime.store.head_position(),
         seconds=round(seconds, 3),

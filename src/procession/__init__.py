@@ -27,10 +27,16 @@ from procession.messages import Command, Event, Message, MessageRegistry
 from procession.policy import Decision, Failure, Park, Retry, RetryPolicy, SkipMessage
 from procession.process.batch import BatchProgress, BatchTemplate, TargetSource
 from procession.process.effects import (
+    BatchCancelRequested,
     BatchCompleted,
+    BatchControlEvent,
+    BatchPaused,
+    BatchResumed,
+    BatchThrottled,
     CancelBatch,
     CancelTimer,
     Complete,
+    RateLimit,
     Schedule,
     StartBatch,
     TimerFired,
@@ -46,6 +52,7 @@ from procession.process.manager import (
 from procession.projection import EventInfo, Projection
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
+from procession.runtime.operations import BatchNotFound, BatchRefused
 from procession.runtime.runtime import RunStats, Runtime
 from procession.session import Session
 from procession.store import ANY, NO_STREAM, AppendResult, RecordedEvent, Store, Tx, open_store
@@ -56,9 +63,16 @@ __all__ = [
     "Aggregate",
     "App",
     "AppendResult",
+    "BatchCancelRequested",
     "BatchCompleted",
+    "BatchControlEvent",
+    "BatchNotFound",
+    "BatchPaused",
     "BatchProgress",
+    "BatchRefused",
+    "BatchResumed",
     "BatchTemplate",
+    "BatchThrottled",
     "CancelBatch",
     "CancelTimer",
     "Clock",
@@ -83,6 +97,7 @@ __all__ = [
     "ProcessManager",
     "ProcessionError",
     "Projection",
+    "RateLimit",
     "ReadOnlyStore",
     "RecordedEvent",
     "Retry",

@@ -5,6 +5,7 @@
     procession parked --db URL [--json]        procession retry ID / skip ID --db URL
     procession rewind CONSUMER POSITION --db URL
     procession migrate --db URL
+    procession batches list|show|pause|resume|cancel|throttle [ID] --db URL [--by WHO]
 
 `status` and `parked` only look: they open the store read-only (a read-only file will do)
 and never create or migrate anything. `retry`, `skip`, `rewind` and `migrate` change an
@@ -15,9 +16,11 @@ non-zero exit code.
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -26,16 +29,24 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
 import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
 
-from procession import clikit
+from procession import clikit, humanize
 from procession.app import App
 from procession.errors import ProcessionError, StoreUnavailable
 from procession.policy import describe
+from procession.process.batch import BatchProgress
+from procession.process.effects import RateLimit
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.runtime import Runtime, retry_delay
 from procession.store import Store, open_store, schema_version
+from procession.store.work import timers
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 DbOption = Annotated[str, typer.Option("--db", help="store URL", envvar="PROCESSION_DB")]
@@ -156,9 +167,118 @@ def worker(
                 runtime.run_forever(stop)
         finally:
             store.close()
-    typer.echo("worker stopped", err=True)
+    seconds = time.monotonic() - started
+    typer.echo(f"worker stopped after {humanize.duration(seconds)}", err=True)
     if as_json:
-        emit({"stopped": True, "seconds": round(time.monotonic() - started, 3)}, True, print)
+        emit({"stopped": True, "seconds": round(seconds, 3)}, True, print)
+
+
+# -- output for people (--json prints the data as it is) ------------------------------------
+
+WIDE = 100_000
+"""Wide enough to measure any table at its natural width."""
+
+
+def cell(value: object) -> Text:
+    """Stored text in a table cell: neither markup nor terminal control."""
+    return Text(clikit.visible("-" if value is None else str(value)))
+
+
+def print_table(table: Table) -> None:
+    """Print a table without ever cutting a cell (ids): on a terminal a cell too long for it
+    folds onto more lines; elsewhere (a pipe, a file, a test) the table is as wide as its
+    cells and title need, whatever COLUMNS says: every cell, every id, on one line."""
+    console = Console(highlight=False, emoji=False)
+    for column in table.columns:
+        column.overflow = "fold"  # not "ellipsis": a word too long for its cell goes on
+    if not console.is_terminal:
+        need = Measurement.get(console, console.options.update_width(WIDE), table).maximum
+        title = Text.from_markup(table.title) if isinstance(table.title, str) else Text()
+        need = max(need, title.cell_len)
+        if need > console.width:
+            console = Console(highlight=False, emoji=False, width=need)
+    console.print(table)
+
+
+def id_column(table: Table, header: str) -> None:
+    table.add_column(header, overflow="fold")
+
+
+def status_table(data: dict[str, Any], next_due: float | None) -> list[Table]:
+    """`procession status` for people: the store at a glance, then each log consumer's
+    checkpoint and how far it is behind the log's head."""
+    head = int(data["head"])
+    overview = Table(title="procession status", show_header=False, title_justify="left")
+    overview.add_column(style="bold")
+    overview.add_column()
+    timer_count = int(data["timers"])
+    timers_set = humanize.count(timer_count)
+    if timer_count and next_due is not None:
+        timers_set += f" (next due {humanize.until(next_due)})"
+    parked_count = int(data["parked"])
+    rows = [
+        ("backend", str(data["backend"])),
+        ("log head", f"position {humanize.count(head)}"),
+        ("inbox", f"{humanize.counted(int(data['inbox']), 'delivery', 'deliveries')} waiting"),
+        ("commands pending", humanize.count(int(data["commands_pending"]))),
+        ("timers", timers_set),
+        (
+            "parked",
+            f"{humanize.count(parked_count)} (see `procession parked`)" if parked_count else "0",
+        ),
+    ]
+    for key, value in rows:
+        overview.add_row(key, cell(value))
+    consumers = Table(title="log consumers", title_justify="left")
+    id_column(consumers, "consumer")
+    consumers.add_column("checkpoint", justify="right")
+    consumers.add_column("lag (events)", justify="right")
+    checkpoints: dict[str, Any] = data["checkpoints"]
+    for name, position in checkpoints.items():
+        at = int(position or 0)
+        consumers.add_row(cell(name), humanize.count(at), humanize.count(max(head - at, 0)))
+    if not checkpoints:
+        consumers.add_row(cell("none yet"), "-", "-")
+    return [overview, consumers]
+
+
+def next_timer(store: Store) -> float | None:
+    """Seconds until the earliest timer is due on the store's own clock (negative: overdue)."""
+    now = store.now()
+    with store.transaction(write=False) as tx:
+        due = timers.next_due(tx, -math.inf)
+    return None if due is None else due - now
+
+
+def parked_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"parked: {humanize.count(len(items))}", title_justify="left")
+    table.add_column("kind")
+    id_column(table, "id")
+    table.add_column("attempts", justify="right")
+    table.add_column("type")
+    id_column(table, "where")
+    table.add_column("error")
+    for item in items:
+        if "instance_id" in item:  # a delivery: to which process instance
+            where = f"{item.get('process')}:{item['instance_id']}"
+        elif "position" in item:  # a log consumer: the event it failed on
+            where = f"position {humanize.count(item['position'])}"
+        else:
+            where = "-"
+        table.add_row(
+            cell(item["kind"]),
+            cell(item["id"]),
+            humanize.count(item["attempts"]),
+            cell(item.get("type")),
+            cell(where),
+            cell(clikit.one_line(str(item["error"] or "-"))),
+        )
+    return table
+
+
+def say(text: str) -> None:
+    """One line for people, what a store holds in it escaped."""
+    typer.echo(clikit.visible(text))
 
 
 @cli.command()
@@ -166,7 +286,13 @@ def status(db: DbOption, as_json: JsonOption = False) -> None:
     """Log head, checkpoints, queued work and parked messages (read-only)."""
     with open_store(db, create=False, readonly=True) as store:
         data = operations.status(store)
-    emit(data, as_json, lambda: echo_lines(f"{k}: {v}" for k, v in data.items()))
+        due = next_timer(store) if not as_json and data["timers"] else None
+
+    def human() -> None:
+        for table in status_table(data, due):
+            print_table(table)
+
+    emit(data, as_json, human)
 
 
 @cli.command()
@@ -174,7 +300,14 @@ def parked(db: DbOption, as_json: JsonOption = False) -> None:
     """Parked deliveries and commands, with their errors (read-only)."""
     with open_store(db, create=False, readonly=True) as store:
         items = operations.parked(store)
-    emit({"parked": items}, as_json, lambda: echo_lines(json.dumps(i) for i in items))
+
+    def human() -> None:
+        if items:
+            print_table(parked_table(items))
+        else:
+            typer.echo("nothing parked")
+
+    emit({"parked": items}, as_json, human)
 
 
 @cli.command()
@@ -184,7 +317,7 @@ def retry(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
         ok = operations.retry(store, item_id)
     if not ok:
         fail(f"no parked message {item_id!r}")
-    emit({"id": item_id, "retried": True}, as_json, lambda: typer.echo(f"retrying {item_id}"))
+    emit({"id": item_id, "retried": True}, as_json, lambda: say(f"retrying {item_id}"))
 
 
 @cli.command()
@@ -194,7 +327,7 @@ def skip(item_id: str, db: DbOption, as_json: JsonOption = False) -> None:
         ok = operations.skip(store, item_id)
     if not ok:
         fail(f"no parked message {item_id!r}")
-    emit({"id": item_id, "skipped": True}, as_json, lambda: typer.echo(f"skipped {item_id}"))
+    emit({"id": item_id, "skipped": True}, as_json, lambda: say(f"skipped {item_id}"))
 
 
 @cli.command()
@@ -208,11 +341,8 @@ def rewind(
     router re-routes them (process instances drop what they have already handled)."""
     with open_store(db, create=False) as store:
         was = operations.rewind(store, consumer, position)
-    emit(
-        {"consumer": consumer, "from": was, "to": position},
-        as_json,
-        lambda: typer.echo(f"{consumer}: {was} -> {position}"),
-    )
+    moved = f"{consumer}: checkpoint {humanize.count(was)} -> {humanize.count(position)}"
+    emit({"consumer": consumer, "from": was, "to": position}, as_json, lambda: say(moved))
 
 
 @cli.command()
@@ -226,6 +356,143 @@ def migrate(db: DbOption, as_json: JsonOption = False) -> None:
         as_json,
         lambda: typer.echo(f"schema version {version}"),
     )
+
+
+# -- batches: watch and control running batches --------------------------------------------
+
+batches_cli = typer.Typer(
+    no_args_is_help=True,
+    help="List and show batches; pause, resume, cancel or throttle a running one. Each change "
+    "is recorded in the log (stream procession.batch-<id>) with --by and --reason.",
+)
+cli.add_typer(batches_cli, name="batches")
+BatchArg = Annotated[str, typer.Argument(help="the batch id")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (kept in the audit event)")]
+ByOption = Annotated[str | None, typer.Option("--by", help="who (default: cli:<your OS user>)")]
+
+
+def operator(by: str | None) -> str:
+    if by is not None:
+        return by
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in the environment or the password database
+        return "cli:unknown"
+
+
+def batch_line(p: BatchProgress) -> str:
+    """One batch for people: its state, counts and throttle."""
+    state = f"{p.status}, paused" if p.paused else p.status
+    finished = p.done + p.failed + p.skipped
+    rate = f", rate {p.rate_limit}" if p.rate_limit is not None else ""
+    return (
+        f"{p.batch_id}: {state}, {humanize.count(finished)}/{humanize.count(p.total)} finished "
+        f"({humanize.count(p.pending)} pending, {humanize.count(p.dispatched)} dispatched, "
+        f"{humanize.count(p.awaiting)} awaiting, {humanize.count(p.cancelled)} cancelled), "
+        f"max in flight {humanize.count(p.max_in_flight)}{rate}"
+    )
+
+
+def emit_batch(p: BatchProgress, as_json: bool) -> None:
+    emit(msgspec.to_builtins(p), as_json, lambda: say(batch_line(p)))
+
+
+@batches_cli.command("list")
+def batches_list(
+    db: DbOption,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest batches first, with their progress (read-only)."""
+    with open_store(db, create=False, readonly=True) as store:
+        found = operations.list_batches(store, limit)
+
+    def human() -> None:
+        echo_lines(clikit.visible(batch_line(p)) for p in found)
+        if not found:
+            typer.echo("no batches")
+
+    emit({"batches": msgspec.to_builtins(found)}, as_json, human)
+
+
+@batches_cli.command("show")
+def batches_show(batch_id: BatchArg, db: DbOption, as_json: JsonOption = False) -> None:
+    """One batch's progress and throttle (read-only)."""
+    with open_store(db, create=False, readonly=True) as store:
+        emit_batch(operations.batch_progress(store, batch_id), as_json)
+
+
+@batches_cli.command("pause")
+def batches_pause(
+    batch_id: BatchArg,
+    db: DbOption,
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Dispatch nothing more until resumed (what was dispatched finishes)."""
+    with open_store(db, create=False) as store:
+        progress = operations.pause_batch(store, batch_id, by=operator(by), reason=reason)
+    emit_batch(progress, as_json)
+
+
+@batches_cli.command("resume")
+def batches_resume(
+    batch_id: BatchArg,
+    db: DbOption,
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Dispatch again, from where the batch was paused."""
+    with open_store(db, create=False) as store:
+        progress = operations.resume_batch(store, batch_id, by=operator(by), reason=reason)
+    emit_batch(progress, as_json)
+
+
+@batches_cli.command("cancel")
+def batches_cancel(
+    batch_id: BatchArg,
+    db: DbOption,
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel the items not dispatched yet; dispatched ones finish, then the batch completes
+    as cancelled (what they started is the domain's to stop)."""
+    with open_store(db, create=False) as store:
+        progress = operations.cancel_batch(store, batch_id, by=operator(by), reason=reason)
+    emit_batch(progress, as_json)
+
+
+@batches_cli.command("throttle")
+def batches_throttle(
+    batch_id: BatchArg,
+    db: DbOption,
+    max_in_flight: Annotated[
+        int | None, typer.Option("--max-in-flight", help="commands dispatched, not yet run")
+    ] = None,
+    rate: Annotated[
+        str | None, typer.Option("--rate", help="N/PERIOD: 100/hour, 5/min, 2/s; none: no limit")
+    ] = None,
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a running batch's max-in-flight and/or rate limit."""
+    unlimited = rate is not None and rate.strip().lower() == "none"
+    limit = None if rate is None or unlimited else RateLimit.parse(rate)
+    with open_store(db, create=False) as store:
+        progress = operations.throttle_batch(
+            store,
+            batch_id,
+            max_in_flight=max_in_flight,
+            rate_limit=limit,
+            unlimited=unlimited,
+            by=operator(by),
+            reason=reason,
+        )
+    emit_batch(progress, as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,10 @@ class InstanceStatus(StrEnum):
 class BatchStatus(StrEnum):
     ENUMERATING = "enumerating"
     RUNNING = "running"
-    """Every target is known; items are being dispatched and finished."""
+    """Every target is known; items are being dispatched and finished. A *paused* batch is
+    still running (or enumerating): pausing is a flag on the row (`batches.paused`, migration
+    005), not a status, since what was dispatched goes on finishing and completion follows
+    as usual; only dispatching stops."""
     CANCELLING = "cancelling"
     """Undispatched items were cancelled; dispatched ones finish."""
     COMPLETED = "completed"

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import msgspec
 
 from procession.messages import Command
+from procession.process.effects import RateLimit
 from procession.session import Session
 from procession.states import BatchStatus
 
@@ -54,6 +55,14 @@ class BatchProgress(msgspec.Struct, frozen=True):
     """Commands in the outbox, not yet run: what `max_in_flight` bounds."""
     awaiting: int = 0
     """Commands run, items waiting for their outcome event."""
+    paused: bool = False
+    """An operator paused it: it dispatches nothing until resumed. A flag, not a status: a
+    paused batch is still `running` (or `enumerating`: enumeration goes on while paused,
+    it sends nothing), its dispatched items finish, and it completes if none is left."""
+    max_in_flight: int = 0
+    """The throttle now in force (an operator may have changed the one it started with)."""
+    rate_limit: RateLimit | None = None
+    """The rate limit now in force, if any."""
 
 
 def completion_due(status: str, open_items: int) -> bool:

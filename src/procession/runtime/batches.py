@@ -5,11 +5,20 @@ in the owning process's state: a million replies do not queue up behind one pare
 Items move pending -> dispatched (command in the outbox) -> awaiting (command executed) ->
 done | failed | skipped; or pending -> cancelled. `max_in_flight` bounds *dispatched* items:
 it throttles the command load, while items awaiting a days-long outcome cost nothing.
+
+An operator controls a running batch (`procession.runtime.operations`): a *paused* batch
+dispatches nothing (a flag on the row, not a status: what was dispatched finishes, and
+enumeration goes on, since it only reads a read model and sends nothing); `max_in_flight`
+and a *rate limit* may change at any time. The rate limit counts the items dispatched in the
+last period of the runtime's clock (each item keeps its `dispatched_at`), read under the
+batch row's lock in the dispatching transaction: a sliding window, durable across restarts,
+never exceeded by several workers.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import msgspec
@@ -19,7 +28,7 @@ from procession.errors import ConfigurationError
 from procession.ids import derived_id
 from procession.policy import describe
 from procession.process.batch import BatchProgress, completion_due
-from procession.process.effects import BatchCompleted, StartBatch
+from procession.process.effects import BatchCompleted, RateLimit, StartBatch
 from procession.runtime.envelope import load_meta, message_row, metadata
 from procession.store.base import Tx, encode_json
 from procession.store.work import (
@@ -33,6 +42,7 @@ from procession.store.work import (
     commands,
     instances,
 )
+from procession.store.work.records import BatchControl
 
 log = logging.getLogger("procession")
 
@@ -73,6 +83,11 @@ def start(
         now=now,
         metadata=encode_json({**meta, "await_outcome": spec.await_outcome}),
     )
+    if spec.rate_limit is not None:
+        limit = spec.rate_limit
+        batches.set_rate_at_start(
+            tx, spec.batch_id, instance_id, limit.items, limit.per_seconds, now
+        )
     if spec.supersedes:
         cancel(tx, spec.supersedes, now, superseded_by=spec.batch_id)
 
@@ -80,6 +95,32 @@ def start(
 def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None = None) -> None:
     """Cancel items not yet dispatched; dispatched ones finish; completion follows."""
     batches.cancel(tx, batch_id, now, superseded_by)
+
+
+def rate_limit_of(control: BatchControl) -> RateLimit | None:
+    if control.rate_items is None or control.rate_per_seconds is None:
+        return None
+    return RateLimit(control.rate_items, control.rate_per_seconds)
+
+
+def window_end(first: float, per_seconds: float) -> float:
+    """When an item dispatched at `first` leaves the window: the first instant `now` at
+    which `first > now - per_seconds` no longer holds, in floating point too (else a clock
+    moved to `first + per_seconds` could find the window still full, and wait forever)."""
+    due = first + per_seconds
+    while due - per_seconds < first:
+        due = math.nextafter(due, math.inf)
+    return due
+
+
+def capacity(tx: Tx, control: BatchControl, now: float) -> int:
+    """How many items the batch may dispatch now: under `max_in_flight` and its rate limit."""
+    room = control.max_in_flight - batches.dispatched_count(tx, control.batch_id)
+    limit = rate_limit_of(control)
+    if limit is not None and room > 0:
+        recent = batches.dispatched_since(tx, control.batch_id, now - limit.per_seconds)
+        room = min(room, limit.items - recent)
+    return room
 
 
 def ack_item(
@@ -141,8 +182,11 @@ class BatchWorker:
         work = 0
         if batch.row.status == BatchStatus.ENUMERATING:
             work += self.enumerate(tx, batch, now)
-        if batch.row.status != BatchStatus.CANCELLING:
-            work += self.dispatch(tx, batch, now)
+        control = batches.control(tx, batch.row.batch_id)
+        if control is None:
+            return work
+        if batch.row.status != BatchStatus.CANCELLING and not control.paused:
+            work += self.dispatch(tx, batch, now, control)
         open_items = int(batches.has_open_items(tx, batch.row.batch_id))
         if completion_due(batch.row.status, open_items):
             self.complete(tx, batch, now)
@@ -166,12 +210,15 @@ class BatchWorker:
         batches.advance_cursor(tx, row.batch_id, row.cursor, len(targets), BatchStatus(row.status))
         return len(targets) or 1
 
-    def dispatch(self, tx: Tx, batch: Batch, now: float) -> int:
+    def dispatch(
+        self, tx: Tx, batch: Batch, now: float, control: BatchControl | None = None
+    ) -> int:
         row = batch.row
-        capacity = row.max_in_flight - batches.dispatched_count(tx, row.batch_id)
-        if capacity <= 0:
+        control = control or batches.control(tx, row.batch_id)
+        room = 0 if control is None else capacity(tx, control, now)
+        if room <= 0:
             return 0
-        targets = batches.pending_targets(tx, row.batch_id, capacity)
+        targets = batches.pending_targets(tx, row.batch_id, room)
         if not targets:
             return 0
         template = self.app.templates.get(row.template)
@@ -200,9 +247,7 @@ class BatchWorker:
                 now,
                 message_row(tx.registry, command, meta),
             )
-        batches.move_items(
-            tx, row.batch_id, targets, ItemStatus.DISPATCHED, ItemStatus.PENDING, now
-        )
+        batches.dispatch_items(tx, row.batch_id, targets, now)
         return len(targets)
 
     def complete(self, tx: Tx, batch: Batch, now: float) -> None:
@@ -234,13 +279,38 @@ class BatchWorker:
 
 
 def has_work(tx: Tx) -> bool:
-    """Some batch has targets to enumerate, items to dispatch, or a completion due."""
+    """Some batch has targets to enumerate, items to dispatch (now or, under a rate limit,
+    later), or a completion due. A paused batch's pending items wait for an operator: they
+    are not work, as parked commands are not."""
     for row in batches.active(tx):
-        if row.status == BatchStatus.ENUMERATING or batches.pending_targets(tx, row.batch_id, 1):
+        if row.status == BatchStatus.ENUMERATING:
+            return True
+        control = batches.control(tx, row.batch_id)
+        paused = control is None or bool(control.paused)
+        if not paused and batches.pending_targets(tx, row.batch_id, 1):
             return True
         if completion_due(row.status, int(batches.has_open_items(tx, row.batch_id))):
             return True
     return False
+
+
+def next_due(tx: Tx, now: float) -> float | None:
+    """The earliest time a batch held back by its rate limit (window full, items pending,
+    not paused) may dispatch again. A runtime on a virtual clock moves the clock to it as to
+    a timer."""
+    dues = []
+    for row in batches.active(tx):
+        control = batches.control(tx, row.batch_id)
+        limit = None if control is None or control.paused else rate_limit_of(control)
+        if limit is None or row.status == BatchStatus.CANCELLING:
+            continue
+        since = now - limit.per_seconds
+        if batches.dispatched_since(tx, row.batch_id, since) < limit.items:
+            continue
+        first = batches.first_dispatched_since(tx, row.batch_id, since)
+        if first is not None and batches.pending_targets(tx, row.batch_id, 1):
+            dues.append(window_end(first, limit.per_seconds))
+    return min(dues) if dues else None
 
 
 def progress(tx: Tx, batch_id: str) -> BatchProgress | None:
@@ -248,6 +318,7 @@ def progress(tx: Tx, batch_id: str) -> BatchProgress | None:
     if row is None:
         return None
     counts = batches.counts(tx, batch_id)
+    control = batches.control(tx, batch_id)
     finished = sum(
         counts.get(s, 0) for s in (ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.SKIPPED)
     )
@@ -277,4 +348,7 @@ def progress(tx: Tx, batch_id: str) -> BatchProgress | None:
         owner_instance=row.owner_instance,
         dispatched=dispatched,
         awaiting=awaiting,
+        paused=control is not None and bool(control.paused),
+        max_in_flight=row.max_in_flight if control is None else control.max_in_flight,
+        rate_limit=None if control is None else rate_limit_of(control),
     )

@@ -298,7 +298,14 @@ class Runtime:
 
         Nothing but `stop` ends it: a failed round or clock move (the database restarted,
         a connection was terminated or refused) is logged, backed off and tried again.
+
+        Idle, it waits up to the back-off's interval (`idle_sleep` doubling to `max_sleep`)
+        for a wake-up: on PostgreSQL a transaction that made work due notifies on commit, so
+        the wait ends in milliseconds (DESIGN §9). Polling stays the truth: work nobody
+        notifies (a timer or a retry falling due) and a lost notification are found by the
+        next round, at most `max_sleep` later.
         """
+        wait = self.store.backend.wait_for_wakeup
         sleep = idle_sleep
         failures = 0
         with bulk_gc():
@@ -319,11 +326,12 @@ class Runtime:
                 failures = 0
                 if outcome in ("worked", "moved", "work"):
                     sleep = idle_sleep
+                    wait(0, stop)  # busy: take in the wake-ups (the next round looks anyway)
                     continue
                 if outcome == "busy":  # another worker is in a round: look again shortly
                     stop.wait(idle_sleep)
                     continue
-                stop.wait(sleep)
+                wait(sleep, stop)
                 sleep = min(sleep * 2, max_sleep)
 
     def _work_or_wait(self) -> str:
@@ -366,7 +374,8 @@ class Runtime:
                 )
 
     def next_due(self) -> float | None:
-        """The earliest time a timer, a retried delivery, command or consumer becomes due."""
+        """The earliest time a timer, a retried delivery, command or consumer becomes due,
+        or a rate-limited batch may dispatch again."""
         now = self.clock.now()
         with self.store.transaction(write=False) as tx:
             dues = [
@@ -374,6 +383,7 @@ class Runtime:
                 instances.next_due(tx, now),
                 commands.next_due(tx, now),
                 consumers.next_due(tx, now),
+                batches.next_due(tx, now),
             ]
         later = [d for d in dues if d is not None]
         return min(later) if later else None

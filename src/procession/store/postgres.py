@@ -8,6 +8,8 @@ timers to tune, no work done twice.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -58,6 +60,32 @@ RECONNECT_TIMEOUT = 30.0
 before it gives up and starts afresh on the next request. With its default, 5 minutes, the
 retries drift up to two minutes apart, and a worker could come back that long after its
 database did."""
+
+
+NOTIFY_CHANNEL = "procession"
+"""The channel of wake-ups (DESIGN §9). The payload is the schema the work is in: workers of
+other schemas in the same database (tests, several stores) ignore it."""
+_NOTIFY = "SELECT pg_notify('procession', current_schema())"
+_WAKES = (
+    "INSERT INTO events",
+    "INSERT INTO commands",
+    "INSERT INTO inbox",
+    "INSERT INTO batch",  # batches and batch_items
+)
+"""Writes that make work due now for some worker: a transaction that sends one of them
+notifies, once, when it commits (a NOTIFY is delivered on commit only, never on rollback).
+A timer is due later, and a retry is found by polling, the source of truth: a notification
+only spares an idle worker the rest of its poll interval."""
+STOP_CHECK = 0.1
+"""A worker waiting for a notification looks at its stop event this often (a signal does
+not interrupt the wait on the socket)."""
+NOTIFY_ENV = "PROCESSION_NOTIFY"
+
+
+def notify_from_env() -> bool:
+    """Wake-ups are on unless `PROCESSION_NOTIFY` is 0, false, off or no: the escape hatch,
+    and the "before" of bench/latency.py. Off, workers neither notify nor listen."""
+    return os.environ.get(NOTIFY_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def _connect_kwargs(url: str) -> dict[str, Any]:
@@ -222,12 +250,89 @@ def _read_only_session(conn: psycopg.Connection[Any]) -> None:
     conn.commit()  # the pool takes a connection only when it is idle
 
 
+class Wakeups:
+    """An idle worker's wait on a LISTEN session of its own (DESIGN §9): it ends early when a
+    transaction that made work due commits anywhere in this schema. Polling stays the truth:
+    the wait never lasts longer than the poll interval it replaces, a lost notification
+    costs at most that interval, and while the session is down the wait is a plain sleep.
+
+    The session is opened (and `LISTEN` taken) at the first wait, and again at the first
+    wait after it dropped (a restart, an operator's pg_terminate_backend). Notifications sent
+    while nobody listened are lost, so a wait that has just (re)started listening returns at
+    once: one more round finds what was committed in between.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection[Any] | None = None
+        self._schema = ""
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """Wait up to `timeout` s for a notification of this schema, or `stop`; whether one
+        came (or listening just began). `timeout` 0 only drains what has arrived: a busy
+        worker calls it so that its session's socket buffer never fills (a listener that
+        stops reading holds up the server's notification queue for everyone)."""
+        if self._conn is None:
+            if timeout <= 0:
+                return False
+            if self._listen():
+                return True
+            stop.wait(timeout)  # no session: poll as without notifications
+            return False
+        conn = self._conn
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                for notify in conn.notifies(timeout=max(0.0, min(left, STOP_CHECK))):
+                    if notify.payload == self._schema:
+                        return True
+                if stop.is_set() or left <= STOP_CHECK:
+                    return False
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._drop()
+            return True  # the session dropped: look at once, listen again at the next wait
+
+    def _listen(self) -> bool:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, **_connect_kwargs(self.url))
+        except psycopg.Error:
+            return False
+        try:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            conn.close()
+            return False
+        self._schema = str(row[0]) if row and row[0] is not None else ""
+        self._conn = conn
+        return True
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._drop()
+
+
 class PostgresBackend:
     name = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 4, *, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        *,
+        readonly: bool = False,
+        notify: bool | None = None,
+    ) -> None:
+        """`notify`: send and listen for wake-ups (DESIGN §9); by default on unless
+        `PROCESSION_NOTIFY=0` (see `notify_from_env`)."""
         self.url = url
         self.readonly = readonly
+        self.notify = notify_from_env() if notify is None else notify
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
@@ -255,12 +360,23 @@ class PostgresBackend:
         self._used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
+        self._waking: set[psycopg.Connection[Any]] = set()
+        """Connections whose open transaction made work due: they notify at commit."""
+        self.wakeups = Wakeups(url)
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Cursor]:
         try:
             with self._live_connection() as conn, conn.cursor() as cursor:
-                yield cursor
+                try:
+                    yield cursor
+                    if conn in self._waking:
+                        # in one round trip with the COMMIT: the wake-up costs no wait
+                        with conn.pipeline():
+                            cursor.execute(_NOTIFY)
+                            conn.commit()
+                finally:
+                    self._waking.discard(conn)
         except psycopg.errors.ReadOnlySqlTransaction:
             if not self.readonly:
                 raise
@@ -320,6 +436,12 @@ class PostgresBackend:
         """The groups in pipelines (one round trip instead of one per statement); a large
         group of event rows goes by COPY, which cannot run inside a pipeline."""
         connection = cursor.connection  # type: ignore[attr-defined]
+        if (
+            self.notify
+            and connection not in self._waking
+            and any(sql.startswith(_WAKES) for sql, _ in groups)
+        ):
+            self._waking.add(connection)
         pending: list[tuple[str, list[Params]]] = []
         trips = 0
         for sql, params in [*groups, ("", [])]:
@@ -345,6 +467,15 @@ class PostgresBackend:
     def row_writes(self) -> int | None:
         return None  # pg_stat_* counts them, but only after commits, and for every session
 
+    def wait_for_wakeup(self, timeout: float, stop: threading.Event) -> bool:
+        """An idle worker's pause: until a transaction that made work due commits (a
+        notification), `stop` is set, or `timeout` s pass. Whether it was woken."""
+        if not self.notify:
+            stop.wait(timeout)
+            return False
+        return self.wakeups.wait(timeout, stop)
+
     def close(self) -> None:
+        self.wakeups.close()
         self.coordination.close()
         self.pool.close()

@@ -6,7 +6,7 @@ from typing import Any
 
 from procession.states import BatchStatus, ItemStatus
 from procession.store.base import Tx
-from procession.store.work.records import BatchRow
+from procession.store.work.records import BatchControl, BatchRow
 
 
 def insert(tx: Tx, **columns: Any) -> None:
@@ -141,3 +141,61 @@ def cancel(tx: Tx, batch_id: str, now: float, superseded_by: str | None) -> None
 def finish(tx: Tx, batch_id: str, status: BatchStatus, now: float) -> bool:
     """Complete a batch still at work; False if it already was (the owner is told once)."""
     return tx.run("finish_batch", batch_id=batch_id, status=status, now=now) == 1
+
+
+# -- control (migration 005) ------------------------------------------------------------------
+
+
+def control(tx: Tx, batch_id: str) -> BatchControl | None:
+    return tx.record(BatchControl, "batch_control", batch_id=batch_id)
+
+
+def lock_control(tx: Tx, batch_id: str) -> BatchControl | None:
+    """The batch's controls, its row locked until commit (PostgreSQL: waiting for a worker
+    stepping it)."""
+    return tx.record(BatchControl, "lock_batch_control", batch_id=batch_id)
+
+
+def set_paused(tx: Tx, batch_id: str, paused: bool) -> None:
+    tx.defer("set_batch_paused", batch_id=batch_id, paused=int(paused))
+
+
+def set_throttle(
+    tx: Tx, batch_id: str, max_in_flight: int, rate_items: int | None, per_seconds: float | None
+) -> None:
+    tx.defer(
+        "set_batch_throttle",
+        batch_id=batch_id,
+        max_in_flight=max_in_flight,
+        rate_items=rate_items,
+        rate_per_seconds=per_seconds,
+    )
+
+
+def set_rate_at_start(
+    tx: Tx, batch_id: str, owner_instance: str, items: int, per_seconds: float, now: float
+) -> None:
+    """The rate limit a StartBatch declares, on the row that start inserted only."""
+    tx.defer(
+        "set_batch_rate_at_start",
+        batch_id=batch_id,
+        owner_instance=owner_instance,
+        rate_items=items,
+        rate_per_seconds=per_seconds,
+        now=now,
+    )
+
+
+def dispatch_items(tx: Tx, batch_id: str, targets: list[str], now: float) -> None:
+    """Pending items dispatched at `now` (the time the rate limit counts)."""
+    tx.many("dispatch_item", [{"batch_id": batch_id, "target_id": t, "now": now} for t in targets])
+
+
+def dispatched_since(tx: Tx, batch_id: str, since: float) -> int:
+    """Items dispatched strictly after `since`."""
+    return int(tx.scalar("count_dispatched_since", batch_id=batch_id, since=since))
+
+
+def first_dispatched_since(tx: Tx, batch_id: str, since: float) -> float | None:
+    found = tx.scalar("first_dispatched_since", batch_id=batch_id, since=since)
+    return None if found is None else float(found)

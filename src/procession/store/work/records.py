@@ -120,6 +120,17 @@ class BatchRow(msgspec.Struct):
     superseded_by: str | None
 
 
+class BatchControl(msgspec.Struct):
+    """What an operator controls of a batch (migration 005): pause, throttle, rate limit."""
+
+    batch_id: str
+    status: str
+    paused: int
+    max_in_flight: int
+    rate_items: int | None
+    rate_per_seconds: float | None
+
+
 class ConsumerFailure(msgspec.Struct):
     name: str
     position: int

@@ -92,3 +92,43 @@ WHERE v.version IS NOT NULL;
 
 -- name: repeatable_read
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+
+-- name: lock_batch_control
+-- An operator's change waits for the worker stepping the batch (no SKIP LOCKED): the worker
+-- then sees the change the next time it locks the row.
+SELECT batch_id, status, paused, max_in_flight, rate_items, rate_per_seconds
+FROM batches WHERE batch_id = :batch_id FOR UPDATE;
+
+-- Batch control (issue 10). Kept here, written alike in both dialects, except for the lock.
+
+-- name: batch_control
+SELECT batch_id, status, paused, max_in_flight, rate_items, rate_per_seconds
+FROM batches WHERE batch_id = :batch_id;
+
+-- name: set_batch_paused
+UPDATE batches SET paused = :paused
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
+
+-- name: set_batch_throttle
+UPDATE batches SET max_in_flight = :max_in_flight, rate_items = :rate_items,
+  rate_per_seconds = :rate_per_seconds
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
+
+-- name: set_batch_rate_at_start
+-- Only the row this start inserted (a batch started again keeps what an operator set).
+UPDATE batches SET rate_items = :rate_items, rate_per_seconds = :rate_per_seconds
+WHERE batch_id = :batch_id AND created_at = :now AND owner_instance = :owner_instance
+  AND status = 'enumerating' AND total = 0 AND rate_items IS NULL;
+
+-- name: dispatch_item
+UPDATE batch_items SET status = 'dispatched', detail = NULL, updated_at = :now,
+  dispatched_at = :now
+WHERE batch_id = :batch_id AND target_id = :target_id AND status = 'pending';
+
+-- name: count_dispatched_since
+SELECT COUNT(*) FROM batch_items
+WHERE batch_id = :batch_id AND dispatched_at IS NOT NULL AND dispatched_at > :since;
+
+-- name: first_dispatched_since
+SELECT MIN(dispatched_at) FROM batch_items
+WHERE batch_id = :batch_id AND dispatched_at IS NOT NULL AND dispatched_at > :since;
