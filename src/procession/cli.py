@@ -99,6 +99,10 @@ def worker(
     clock: Annotated[str, typer.Option(help="system or virtual")] = "system",
     until_idle: Annotated[bool, typer.Option(help="stop when no work is ready")] = False,
     as_json: JsonOption = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus metrics on this port (/metrics)")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="the metrics server's address")] = "127.0.0.1",
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (graceful: the current transaction finishes).
 
@@ -159,6 +163,18 @@ def worker(
     opened: tuple[Store, Runtime] | None = retrying("start-up", start)
     if opened is not None:
         store, runtime = opened
+        server = None
+        if metrics_port is not None:
+            from procession import metrics  # prometheus_client: only when asked for
+
+            try:
+                server, _ = metrics.serve(
+                    metrics.registry(store, runtime), metrics_port, metrics_host
+                )
+            except OSError as exc:
+                store.close()
+                fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}")
+            typer.echo(f"metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
         typer.echo(f"worker started on {store.backend.name}", err=True)
         try:
             if until_idle:
@@ -166,6 +182,8 @@ def worker(
             else:
                 runtime.run_forever(stop)
         finally:
+            if server is not None:
+                server.shutdown()
             store.close()
     seconds = time.monotonic() - started
     typer.echo(f"worker stopped after {humanize.duration(seconds)}", err=True)

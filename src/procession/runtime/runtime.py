@@ -37,7 +37,7 @@ from procession.store.base import Store, Tx
 from procession.store.work import batches as work_batches
 from procession.store.work import commands, consumers, instances, timers
 
-__all__ = ["Limits", "RunStats", "Runtime", "StageCost"]
+__all__ = ["Limits", "RunStats", "Runtime", "StageCost", "StageObserver"]
 
 
 log = logging.getLogger("procession")
@@ -50,6 +50,10 @@ def retry_delay(failures: int, base: float = 0.05, cap: float = 5.0) -> float:
     cap. The exponent is bounded: 2**1100 does not convert to a float, and the OverflowError
     of the ~1075th failure in a row (a database down for an hour and a half) ended a worker."""
     return float(min(base * 2 ** min(failures, 16), cap))
+
+
+StageObserver = Callable[[str, int, float], None]
+"""Told, after each stage of a round: the stage's name, its work, its seconds."""
 
 
 class RunStats(msgspec.Struct):
@@ -90,8 +94,12 @@ class Runtime:
         clock: Clock | None = None,
         skip: frozenset[str] = frozenset(),
         limits: Limits | None = None,
+        metrics: StageObserver | None = None,
     ) -> None:
         """`skip` names stages not to run here (e.g. {"commands"} in a process test).
+
+        `metrics`, if given, is called once per stage of each round with the stage's name,
+        its work and its seconds (`procession.metrics.WorkerMetrics` feeds Prometheus).
 
         The store given is left as it is: the runtime works through a view of it with the
         app's message registry and this clock (`Store.using`). Over a store opened read-only
@@ -123,6 +131,7 @@ class Runtime:
         self.stages = [(name, stage) for name, stage in self.stages if name not in skip]
         self.router.hand_off = limits.hand_off and "processes" not in skip and "log" not in skip
         self.costs: dict[str, StageCost] = {name: StageCost() for name, _ in self.stages}
+        self.metrics = metrics
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -175,6 +184,7 @@ class Runtime:
         work = 0
         counters = self.store.counters
         row_writes = self.store.backend.row_writes
+        observe = self.metrics
         for name, stage in self.stages:
             now = self.clock.now()
             cost = self.costs[name]
@@ -185,7 +195,8 @@ class Runtime:
                 tx.flush()  # its writes counted here, not in the next stage's first read
             work += done
             cost.work += done
-            cost.seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            cost.seconds += elapsed
             cost.statements += counters.statements - before[0]
             cost.executions += counters.executions - before[1]
             cost.round_trips += counters.round_trips - before[2]
@@ -193,6 +204,8 @@ class Runtime:
                 cost.row_writes += (row_writes() or 0) - writes
             else:
                 cost.row_writes = None
+            if observe is not None:
+                observe(name, done, elapsed)
         return work
 
     def run_once_stages(self, names: set[str]) -> int:
