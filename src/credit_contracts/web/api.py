@@ -36,18 +36,26 @@ from credit_contracts.views.contracts_by_customer import ContractRow, contracts_
 from credit_contracts.views.customer_summary import CustomerSummary, customer_summary, customers
 from credit_contracts.views.timeline import timeline
 from credit_contracts.web import errors, openapi, shapes
+from credit_contracts.web import system as reads
 from credit_contracts.web.bodies import (
     ID_PATTERN,
     KEY_PATTERN,
+    BatchChange,
     NewContract,
     NewCustomer,
     RatingChange,
     RunRequest,
+    Throttle,
 )
 from credit_contracts.web.idempotency import Request as Fingerprint
+from credit_contracts.web.metrics import metrics_router
 from credit_contracts.web.security import RequestSafety, Security
-from credit_contracts.web.system import ClockKind, WebSystem
-from procession import NotFound, derived_id, new_id
+from credit_contracts.web.system import ITEM_STATUSES, ClockKind, WebSystem
+from procession import BatchProgress, BatchRefused, NotFound, derived_id, new_id
+from procession.errors import ConfigurationError
+from procession.process.effects import RateLimit
+from procession.runtime import operations
+from procession.store.base import iso
 
 api = APIRouter(prefix="/api")
 pages = APIRouter()
@@ -156,6 +164,7 @@ def list_customers(system: System, after: str | None = None, limit: Limit = 100)
     return {
         "customers": [shapes.customer(summary) for summary in page],
         "next": next_after([s.customer_id for s in page], limit),
+        "total": reads.count(system.runtime.store, "SELECT COUNT(*) FROM cc_customer_summary"),
     }
 
 
@@ -203,6 +212,12 @@ def list_contracts(
         "customer_id": customer_id,
         "contracts": [shapes.contract(row) for row in page],
         "next": next_after([row.contract_id for row in page], limit),
+        "total": reads.count(
+            system.runtime.store,
+            "SELECT COUNT(*) FROM cc_contracts WHERE customer_id = :customer_id"
+            + ("" if status is None else " AND status = :status"),
+            {"customer_id": customer_id} | ({} if status is None else {"status": status}),
+        ),
     }
 
 
@@ -254,7 +269,10 @@ def show_contract(contract_id: ContractId, system: System) -> dict[str, Any]:
 
 @api.get("/batches")
 def list_batches(system: System, limit: Limit = 50) -> dict[str, Any]:
-    return {"batches": [shapes.batch(progress) for progress in system.batches(limit)]}
+    return {
+        "batches": [shapes.batch(progress) for progress in system.batches(limit)],
+        "total": reads.count(system.runtime.store, "SELECT COUNT(*) FROM batches"),
+    }
 
 
 @api.get("/batches/{batch_id}")
@@ -263,6 +281,181 @@ def show_batch(batch_id: BatchId, system: System) -> dict[str, Any]:
     if progress is None:
         raise NotFound(f"batch {batch_id} does not exist")
     return shapes.batch(progress)
+
+
+@api.get("/batches/{batch_id}/items")
+def list_batch_items(
+    batch_id: BatchId,
+    system: System,
+    status: Annotated[str | None, Query(pattern=f"^({'|'.join(ITEM_STATUSES)})$")] = None,
+    after: str | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """A batch's items (targets) by id, of one status or all, with how many there are."""
+    if system.runtime.progress(batch_id) is None:
+        raise NotFound(f"batch {batch_id} does not exist")
+    page, total = reads.batch_items(system.runtime.store, batch_id, status, after, limit)
+    return {
+        "batch_id": batch_id,
+        "items": [shapes.batch_item(row) for row in page],
+        "next": next_after([row[0] for row in page], limit),
+        "total": total,
+    }
+
+
+def controlled(change: Callable[[], BatchProgress]) -> JSONResponse:
+    """A batch control's answer: the batch now, or 409 when its state refuses the change."""
+    try:
+        progress = change()
+    except BatchRefused as exc:
+        return errors.error(409, str(exc), type=type(exc).__name__)
+    except ConfigurationError as exc:
+        return errors.error(422, str(exc), type=type(exc).__name__)
+    return JSONResponse(shapes.batch(progress))
+
+
+def operator(system: WebSystem) -> str:
+    """Who changes a batch over HTTP, for its audit events."""
+    return "http:token" if system.security.token is not None else "http"
+
+
+BatchAction = Callable[..., BatchProgress]
+ACTIONS: dict[str, BatchAction] = {
+    "pause": operations.pause_batch,
+    "resume": operations.resume_batch,
+    "cancel": operations.cancel_batch,
+}
+
+
+def batch_action(name: str) -> Callable[..., JSONResponse]:
+    action = ACTIONS[name]
+
+    def route(
+        batch_id: BatchId,
+        system: System,
+        body: Annotated[BatchChange | None, Body()] = None,
+    ) -> JSONResponse:
+        reason = "" if body is None else body.reason
+        return controlled(
+            lambda: action(system.runtime.store, batch_id, by=operator(system), reason=reason)
+        )
+
+    route.__name__ = f"{name}_batch"
+    route.__doc__ = {
+        "pause": "Stop dispatching; what was dispatched finishes. Pausing twice is a no-op.",
+        "resume": "Dispatch again from where the batch stopped.",
+        "cancel": "Cancel the items not dispatched yet; dispatched ones finish.",
+    }[name]
+    return route
+
+
+for _name in ACTIONS:
+    api.post(f"/batches/{{batch_id}}/{_name}")(batch_action(_name))
+
+
+@api.post("/batches/{batch_id}/throttle")
+def throttle_batch(batch_id: BatchId, body: Throttle, system: System) -> JSONResponse:
+    """Change `max_in_flight` and/or the rate limit (`rate: null` lifts it)."""
+    try:
+        rate = RateLimit.parse(body.rate) if body.rate is not None else None
+    except ConfigurationError as exc:
+        return errors.error(422, str(exc), type=type(exc).__name__)
+    unlimited = "rate" in body.model_fields_set and body.rate is None
+    return controlled(
+        lambda: operations.throttle_batch(
+            system.runtime.store,
+            batch_id,
+            max_in_flight=body.max_in_flight,
+            rate_limit=rate,
+            unlimited=unlimited,
+            by=operator(system),
+            reason=body.reason,
+        )
+    )
+
+
+# -- operators: parked work, health, stuck work ----------------------------------------------
+
+ParkedId = Annotated[
+    str,
+    Path(
+        json_schema_extra={"pattern": ID_PATTERN},
+        description="a parked item's id, as `GET /api/parked` lists it",
+    ),
+    AfterValidator(validation.entity_id),
+]
+
+
+@api.get("/parked")
+def list_parked(system: System) -> dict[str, Any]:
+    """Parked deliveries, commands and log consumers (projections, the router)."""
+    found = operations.parked(system.runtime.store)
+    return {"parked": found, "total": len(found)}
+
+
+@api.post("/parked/{item_id}/retry")
+def retry_parked(item_id: ParkedId, system: System) -> dict[str, Any]:
+    """Put parked work back to work now (once its cause is fixed)."""
+    if not operations.retry(system.runtime.store, item_id):
+        raise NotFound(f"nothing parked is called {item_id}")
+    return {"id": item_id, "retried": True}
+
+
+@api.post("/parked/{item_id}/skip")
+def skip_parked(item_id: ParkedId, system: System) -> dict[str, Any]:
+    """Drop parked work for good (a consumer moves past the event it failed on)."""
+    if not operations.skip(system.runtime.store, item_id):
+        raise NotFound(f"nothing parked is called {item_id}")
+    return {"id": item_id, "skipped": True}
+
+
+@api.get("/health")
+def health(system: System) -> dict[str, Any]:
+    """The log's head, each consumer's checkpoint and lag, the queues and what is parked."""
+    return {**reads.health(system.runtime), **system.clock_state()}
+
+
+@api.get("/stuck")
+def stuck(
+    system: System,
+    pending_days: Annotated[float, Query(ge=0, le=3660)] = 14,
+    stalled_minutes: Annotated[float, Query(ge=0, le=525600)] = 60,
+    contracts_after: str | None = None,
+    batches_after: str | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """Contracts pending for more than `pending_days` (since their last change, by the
+    runtime's clock), and live batches where no item has finished for `stalled_minutes`
+    (or, none finished yet, since they started). Each list is paged on its own cursor."""
+    store, now = system.runtime.store, system.runtime.clock.now()
+    rows, contracts_total = reads.stuck_contracts(
+        store, iso(now - pending_days * reads.DAY), contracts_after, limit
+    )
+    batches, batches_total = reads.stalled_batches(
+        store, now - stalled_minutes * 60, batches_after, limit
+    )
+    stalled = []
+    for batch_id, finished_at in batches:
+        progress = system.runtime.progress(batch_id)
+        if progress is not None:
+            stalled.append(
+                {**shapes.batch(progress), "last_finished_at": shapes.moment(finished_at)}
+            )
+    return {
+        **system.clock_state(),
+        "pending_days": pending_days,
+        "stalled_minutes": stalled_minutes,
+        "contracts": {
+            "items": [shapes.contract(ContractRow(*row)) for row in rows],
+            "next": next_after([row[0] for row in rows], limit),
+            "total": contracts_total,
+        },
+        "batches": {
+            "items": stalled,
+            "next": next_after([b[0] for b in batches], limit),
+            "total": batches_total,
+        },
+    }
 
 
 @api.post("/run")
@@ -335,6 +528,7 @@ def create_app(
     errors.install(app)
     app.include_router(api)
     app.include_router(pages)
+    app.include_router(metrics_router())  # GET /metrics: Prometheus, the store's figures
     app.add_middleware(RequestSafety, security=security)
     openapi.document(app, security)
     return app

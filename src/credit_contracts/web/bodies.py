@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from credit_contracts import validation
 from credit_contracts.validation import ID_PATTERN, RATINGS
@@ -116,3 +123,76 @@ class NewContract(Body):
 class RunRequest(Body):
     advance_days: Annotated[float, Field(gt=0, le=366)] | None = None
     """Move a virtual clock forward by this many days at most, doing what falls due."""
+
+
+RATE_PATTERN = (
+    r"^[1-9][0-9]{0,8}/(?:[1-9][0-9]{0,5}(?:\.[0-9]{1,6})?)?"
+    r"(?:s|sec|second|seconds|min|minute|minutes|h|hour|hours|d|day|days)$"
+)
+"""A rate limit as `RateLimit.parse` reads it, narrowed to what a schema can say exactly:
+1 to 999,999,999 items per (an optional count of) a unit, lower case, no spaces."""
+
+
+def _whole(value: float) -> int:
+    if not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+WholeCount = Annotated[
+    float,
+    Field(ge=1, le=2**31 - 1),
+    AfterValidator(_whole),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}),
+]
+"""A count from 1 to 2**31 - 1. JSON Schema counts `5.0` as an integer; strict pydantic
+would not: read as a number, then held to a whole one."""
+
+
+class BatchChange(Body):
+    """Pause, resume or cancel a batch; the reason goes into the batch's audit event."""
+
+    reason: Title = ""
+
+
+class Throttle(Body):
+    """Change how fast a batch dispatches: `max_in_flight`, `rate`, or both. `rate: null`
+    lifts the rate limit; leaving `rate` out keeps the one in force."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra=lambda schema: _throttle_schema(schema),
+    )
+
+    max_in_flight: WholeCount | None = None
+    rate: (
+        Annotated[
+            str,
+            Field(
+                pattern=RATE_PATTERN,
+                description="`100/hour`, `5/min`, `2/s`, `10/15min`; null lifts the limit",
+            ),
+        ]
+        | None
+    ) = None
+    reason: Title = ""
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> Throttle:
+        if not {"max_in_flight", "rate"} & self.model_fields_set:
+            raise ValueError("give max_in_flight, rate, or both")
+        if "max_in_flight" in self.model_fields_set and self.max_in_flight is None:
+            raise ValueError("max_in_flight: leave it out to keep it; null is no count")
+        return self
+
+
+def _throttle_schema(schema: dict[str, Any]) -> None:
+    """At least one setting; `max_in_flight` a count when given (not null, unlike `rate`)."""
+    schema["anyOf"] = [{"required": ["max_in_flight"]}, {"required": ["rate"]}]
+    schema["properties"]["max_in_flight"] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 2**31 - 1,
+        "description": "commands dispatched and not yet run, at most",
+    }

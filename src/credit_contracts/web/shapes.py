@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from credit_contracts.domain.contract import STATUSES
@@ -54,7 +55,32 @@ def timeline_entry(entry: TimelineEntry) -> dict[str, Any]:
 
 
 def batch(progress: BatchProgress) -> dict[str, Any]:
-    return batch_view(progress)
+    """The batch view, with the operator's controls now in force."""
+    limit = progress.rate_limit
+    return {
+        **batch_view(progress),
+        "paused": progress.paused,
+        "max_in_flight": progress.max_in_flight,
+        "rate_limit": None
+        if limit is None
+        else {"items": limit.items, "per_seconds": limit.per_seconds, "text": str(limit)},
+    }
+
+
+def batch_item(row: tuple[Any, ...]) -> dict[str, Any]:
+    target_id, status, detail, updated_at, dispatched_at = row
+    return {
+        "target_id": target_id,
+        "status": status,
+        "detail": detail,
+        "updated_at": moment(updated_at),
+        "dispatched_at": moment(dispatched_at),
+    }
+
+
+def moment(ts: float | None) -> str | None:
+    """A store timestamp (seconds, on the runtime's clock) as ISO 8601 text."""
+    return None if ts is None else datetime.fromtimestamp(float(ts), UTC).isoformat()
 
 
 def command(result: CommandResult) -> dict[str, Any]:

@@ -19,7 +19,9 @@ import msgspec
 
 from credit_contracts.web.idempotency import Requests
 from credit_contracts.web.security import Security
-from procession import BatchProgress, Command, CommandResult, Runtime, derived_id
+from procession import BatchProgress, Command, CommandResult, Runtime, Store, derived_id
+from procession.runtime import operations
+from procession.states import ItemStatus
 
 DAY = 24 * 3600.0
 log = logging.getLogger(__name__)
@@ -100,3 +102,105 @@ class WebSystem:
 
     def close(self) -> None:
         self.runtime.store.close()
+
+
+# -- operators: health, stuck work, batch items, totals ----------------------------------------
+#
+# Read-only SQL against the engine's tables and the read models, through `Session.sql` (user
+# SQL, `:name` parameters) in a read transaction: the engine has no query for these yet.
+
+ITEM_STATUSES = tuple(status.value for status in ItemStatus)
+LIVE_BATCHES = ("enumerating", "running")
+
+
+def health(runtime: Runtime) -> dict[str, Any]:
+    """The log's head, each log consumer's checkpoint and lag, the queues, what is parked."""
+    summary = operations.status(runtime.store)
+    now = runtime.clock.now()
+    head = summary["head"]
+    saved: dict[str, int] = summary["checkpoints"]
+    names = sorted(set(runtime.log.consumers) | set(saved))
+    with runtime.store.session() as session:
+        due = session.sql("SELECT COUNT(*) FROM timers WHERE due_at <= :now", {"now": now})
+    return {
+        "backend": summary["backend"],
+        "head": head,
+        "consumers": [
+            {"name": n, "checkpoint": saved.get(n, 0), "lag": max(head - saved.get(n, 0), 0)}
+            for n in names
+        ],
+        "lag": max((head - saved.get(n, 0) for n in names), default=0),
+        "queues": {
+            "inbox": summary["inbox"],
+            "commands_pending": summary["commands_pending"],
+            "timers_due": int(due[0][0]),
+            "timers": summary["timers"],
+        },
+        "parked": summary["parked"],
+    }
+
+
+def stuck_contracts(
+    store: Store, cutoff: str, after: str | None, limit: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Pending contracts last changed before `cutoff` (ISO text, as the read model keeps it),
+    a page by id, and how many there are. A scan of the read model: no index on status."""
+    where = "status = 'pending' AND updated_at < :cutoff"
+    with store.session() as session:
+        rows = session.sql(
+            "SELECT contract_id, customer_id, title, status, born_at, updated_at "
+            f"FROM cc_contracts WHERE {where} AND contract_id > :after "
+            "ORDER BY contract_id LIMIT :limit",
+            {"cutoff": cutoff, "after": after or "", "limit": limit},
+        )
+        total = session.sql(f"SELECT COUNT(*) FROM cc_contracts WHERE {where}", {"cutoff": cutoff})
+    return [tuple(r) for r in rows], int(total[0][0])
+
+
+STALLED = (
+    "FROM (SELECT b.batch_id AS batch_id, b.created_at AS created_at, "
+    "(SELECT MAX(i.updated_at) FROM batch_items i WHERE i.batch_id = b.batch_id "
+    "AND i.status IN ('done', 'failed', 'skipped')) AS finished_at "
+    "FROM batches b WHERE b.status IN ('enumerating', 'running')) s "
+    "WHERE COALESCE(s.finished_at, s.created_at) < :cutoff"
+)
+"""Live batches whose last finished item (else their start) is older than `:cutoff`: an
+item's `updated_at` is the time of its last change, so a finished item's is when it
+finished."""
+
+
+def stalled_batches(
+    store: Store, cutoff: float, after: str | None, limit: int
+) -> tuple[list[tuple[str, float | None]], int]:
+    with store.session() as session:
+        rows = session.sql(
+            f"SELECT s.batch_id, s.finished_at {STALLED} AND s.batch_id > :after "
+            "ORDER BY s.batch_id LIMIT :limit",
+            {"cutoff": cutoff, "after": after or "", "limit": limit},
+        )
+        total = session.sql(f"SELECT COUNT(*) {STALLED}", {"cutoff": cutoff})
+    found = [(str(r[0]), None if r[1] is None else float(r[1])) for r in rows]
+    return found, int(total[0][0])
+
+
+def batch_items(
+    store: Store, batch_id: str, status: str | None, after: str | None, limit: int
+) -> tuple[list[tuple[Any, ...]], int]:
+    """A page of a batch's items by target id (of one status, or all), and how many."""
+    where = "batch_id = :batch_id" + (" AND status = :status" if status else "")
+    params: dict[str, Any] = {"batch_id": batch_id}
+    if status:
+        params["status"] = status
+    with store.session() as session:
+        rows = session.sql(
+            "SELECT target_id, status, detail, updated_at, dispatched_at FROM batch_items "
+            f"WHERE {where} AND target_id > :after ORDER BY target_id LIMIT :limit",
+            {**params, "after": after or "", "limit": limit},
+        )
+        total = session.sql(f"SELECT COUNT(*) FROM batch_items WHERE {where}", params)
+    return [tuple(r) for r in rows], int(total[0][0])
+
+
+def count(store: Store, sql: str, params: dict[str, Any] | None = None) -> int:
+    with store.session() as session:
+        return int(session.sql(sql, params or {})[0][0])

@@ -449,12 +449,16 @@ class PostgresBackend:
                 pending.append((sql, params))
                 continue
             if pending:
-                with connection.pipeline():
-                    for psql, pparams in pending:
-                        if len(pparams) == 1:
-                            cursor.execute(psql, pparams[0])
-                        else:
-                            cursor.executemany(psql, pparams)
+                try:
+                    with connection.pipeline():
+                        for psql, pparams in pending:
+                            if len(pparams) == 1:
+                                cursor.execute(psql, pparams[0])
+                            else:
+                                cursor.executemany(psql, pparams)
+                except Exception:
+                    _forget_prepared(connection)
+                    raise
                 pending = []
                 trips += 1
             if sql:
@@ -479,3 +483,13 @@ class PostgresBackend:
         self.wakeups.close()
         self.coordination.close()
         self.pool.close()
+
+
+def _forget_prepared(connection: Any) -> None:
+    """After a statement failed in a pipeline, the statements queued behind it were never
+    parsed by the server, but psycopg may have recorded them as prepared: every later use of
+    such a name would fail (`prepared statement "_pg3_N" does not exist`) for the life of the
+    connection. Forget them all; psycopg sends DEALLOCATE ALL before its next statement."""
+    prepared = getattr(connection, "_prepared", None)
+    if prepared is not None:
+        prepared.clear()
