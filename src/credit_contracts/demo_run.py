@@ -31,11 +31,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+import procession
 from credit_contracts.app import open_system
 from credit_contracts.demo import DemoPlan, ensure_setup, outcome, record_plan
-from procession import ProcessionError, Runtime, StoreUnavailable, VirtualClock
+from procession import (
+    ProcessionError,
+    Runtime,
+    VirtualClock,
+    retry_delay,
+)
 from procession.policy import describe
-from procession.runtime.runtime import retry_delay
 
 DAY = 86_400.0
 REFRESH = 0.2
@@ -302,11 +307,7 @@ T = TypeVar("T")
 
 def connection_lost(runtime: Runtime, exc: Exception) -> bool:
     """The database refused or dropped a connection (PostgreSQL): worth trying again."""
-    if runtime.store.backend.name != "postgres":
-        return False
-    from procession.store.postgres import connection_fault  # psycopg: only on PostgreSQL
-
-    return isinstance(exc, StoreUnavailable) or connection_fault(exc)
+    return procession.connection_lost(runtime.store.backend.url, exc)
 
 
 def persist(

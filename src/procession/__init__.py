@@ -50,12 +50,23 @@ from procession.process.manager import (
     stop,
 )
 from procession.projection import EventInfo, Projection
+from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
 from procession.runtime.operations import BatchNotFound, BatchRefused
-from procession.runtime.runtime import RunStats, Runtime
+from procession.runtime.runtime import RunStats, Runtime, retry_delay
 from procession.session import Session
-from procession.store import ANY, NO_STREAM, AppendResult, RecordedEvent, Store, Tx, open_store
+from procession.store import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    RecordedEvent,
+    Store,
+    Tx,
+    connection_lost,
+    open_store,
+)
+from procession.store.base import iso
 
 __all__ = [
     "ANY",
@@ -120,10 +131,14 @@ __all__ = [
     "Tx",
     "UnknownMessageType",
     "VirtualClock",
+    "connection_lost",
     "continue_",
     "derived_id",
+    "iso",
     "new_id",
     "open_store",
+    "operations",
+    "retry_delay",
     "start",
     "stop",
 ]

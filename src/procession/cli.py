@@ -38,14 +38,14 @@ from rich.text import Text
 
 from procession import clikit, humanize
 from procession.app import App
-from procession.errors import ProcessionError, StoreUnavailable
+from procession.errors import ProcessionError
 from procession.policy import describe
 from procession.process.batch import BatchProgress
 from procession.process.effects import RateLimit
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.runtime import Runtime, retry_delay
-from procession.store import Store, open_store, schema_version
+from procession.store import Store, connection_lost, open_store, schema_version
 from procession.store.work import timers
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -121,11 +121,7 @@ def worker(
 
     def unreachable(exc: Exception) -> bool:
         """The database refused or dropped us (not: a bad URL, schema or app)."""
-        from procession.store.postgres import connection_fault, misconfigured  # psycopg: lazily
-
-        if not reconnects or misconfigured(exc):
-            return False
-        return isinstance(exc, StoreUnavailable) or connection_fault(exc)
+        return connection_lost(db, exc)
 
     def retrying(what: str, action: Callable[[], Any]) -> Any:
         """`action()`, tried again while the database cannot be reached; None if stopped."""

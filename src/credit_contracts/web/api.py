@@ -51,11 +51,17 @@ from credit_contracts.web.idempotency import Request as Fingerprint
 from credit_contracts.web.metrics import metrics_router
 from credit_contracts.web.security import RequestSafety, Security
 from credit_contracts.web.system import ITEM_STATUSES, ClockKind, WebSystem
-from procession import BatchProgress, BatchRefused, NotFound, derived_id, new_id
+from procession import (
+    BatchProgress,
+    BatchRefused,
+    NotFound,
+    RateLimit,
+    derived_id,
+    iso,
+    new_id,
+    operations,
+)
 from procession.errors import ConfigurationError
-from procession.process.effects import RateLimit
-from procession.runtime import operations
-from procession.store.base import iso
 
 api = APIRouter(prefix="/api")
 pages = APIRouter()

@@ -19,8 +19,15 @@ import msgspec
 
 from credit_contracts.web.idempotency import Requests
 from credit_contracts.web.security import Security
-from procession import BatchProgress, Command, CommandResult, Runtime, Store, derived_id
-from procession.runtime import operations
+from procession import (
+    BatchProgress,
+    Command,
+    CommandResult,
+    Runtime,
+    Store,
+    derived_id,
+    operations,
+)
 from procession.states import ItemStatus
 
 DAY = 24 * 3600.0

@@ -24,6 +24,7 @@ __all__ = [
     "Session",
     "Store",
     "Tx",
+    "connection_lost",
     "open_store",
     "schema_version",
 ]
@@ -84,6 +85,19 @@ def open_store(
         backend.close()
         raise
     return store
+
+
+def connection_lost(url: str, exc: BaseException) -> bool:
+    """Whether `exc` says the PostgreSQL database at `url` refused, dropped or terminated a
+    connection (or the pool had none in time): worth trying again later. Never for SQLite,
+    nor for a misconfiguration (a bad password, role or database name)."""
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        return False
+    from procession.store.postgres import connection_fault, misconfigured  # psycopg: lazily
+
+    if misconfigured(exc):
+        return False
+    return isinstance(exc, StoreUnavailable) or connection_fault(exc)
 
 
 def _sqlite_file(url: str) -> str | None:
