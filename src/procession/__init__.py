@@ -5,6 +5,8 @@ The public surface is re-exported here; see README.md for a tour.
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from procession.aggregate import Aggregate
 from procession.app import App, HandlerContext
 from procession.errors import (
@@ -53,6 +55,7 @@ from procession.projection import EventInfo, Projection
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
+from procession.runtime.liveness import Heartbeat
 from procession.runtime.operations import BatchNotFound, BatchRefused
 from procession.runtime.runtime import RunStats, Runtime, retry_delay
 from procession.session import Session
@@ -67,6 +70,11 @@ from procession.store import (
     open_store,
 )
 from procession.store.base import iso
+
+try:
+    __version__ = metadata.version("procession")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ANY",
@@ -98,6 +106,7 @@ __all__ = [
     "EventInfo",
     "Failure",
     "HandlerContext",
+    "Heartbeat",
     "Limits",
     "MalformedMessage",
     "Message",

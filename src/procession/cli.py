@@ -36,7 +36,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from procession import clikit, humanize
+from procession import __version__, clikit, humanize
 from procession.app import App
 from procession.errors import ProcessionError
 from procession.policy import describe
@@ -49,6 +49,26 @@ from procession.store import Store, connection_lost, open_store, schema_version
 from procession.store.work import timers
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"procession {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 DbOption = Annotated[str, typer.Option("--db", help="store URL", envvar="PROCESSION_DB")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
@@ -253,7 +273,30 @@ def status_table(data: dict[str, Any], next_due: float | None) -> list[Table]:
         consumers.add_row(cell(name), humanize.count(at), humanize.count(max(head - at, 0)))
     if not checkpoints:
         consumers.add_row(cell("none yet"), "-", "-")
-    return [overview, consumers]
+    return [overview, consumers, workers_table(data.get("workers", []))]
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    """The workers the store has seen in the last day: alive, stopped, or gone (killed, or
+    its host lost: not seen for a while, never said goodbye)."""
+    alive = sum(1 for w in workers if w["alive"])
+    table = Table(title=f"workers: {humanize.count(alive)} alive", title_justify="left")
+    id_column(table, "worker")
+    table.add_column("state")
+    table.add_column("last seen", justify="right")
+    table.add_column("rounds", justify="right")
+    now = time.time()
+    for worker in workers:
+        state = "alive" if worker["alive"] else "stopped" if worker["stopped_at"] else "gone"
+        table.add_row(
+            cell(worker["worker_id"]),
+            state,
+            humanize.ago(now - float(worker["seen_at"])),
+            humanize.count(int(worker["rounds"])),
+        )
+    if not workers:
+        table.add_row(cell("none seen"), "-", "-", "-")
+    return table
 
 
 def next_timer(store: Store) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from procession.runtime.liveness import STALE_AFTER
 from procession.states import BatchStatus, ItemStatus
 from procession.store.base import Store
-from procession.store.work import batches, commands, consumers, instances, timers
+from procession.store.work import batches, commands, consumers, instances, timers, workers
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -36,6 +38,9 @@ __all__ = ["StoreCollector", "WorkerMetrics", "registry", "serve"]
 log = logging.getLogger("procession")
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 3600.0)
+"""A step's latency: milliseconds when woken at once, seconds when polled, an hour and more
+when work waited (a retry, a paused batch, a virtual day)."""
 PARKED_KINDS = ("delivery", "command", "consumer")
 
 
@@ -75,6 +80,7 @@ class StoreCollector(Collector):
             due = timers.count(tx)
             parked_deliveries = len(instances.parked(tx))
             parked_commands = len(commands.parked(tx))
+            seen = workers.listing(tx)
             active = batches.active(tx)
             items: dict[str, int] = dict.fromkeys((s.value for s in ItemStatus), 0)
             for batch in active:
@@ -145,7 +151,17 @@ class StoreCollector(Collector):
         )
         for status, n in items.items():
             item_family.add_metric([status], n)
+        alive = GaugeMetricFamily(
+            "procession_workers_alive",
+            "Workers that said they are alive within the last "
+            f"{STALE_AFTER:.0f} s (each writes a heartbeat every few seconds)",
+        )
+        now = time.time()
+        alive.add_metric(
+            [], sum(1 for w in seen if w.stopped_at is None and now - w.seen_at <= STALE_AFTER)
+        )
         return [
+            alive,
             head_family,
             checkpoint,
             lag,
@@ -185,6 +201,28 @@ class WorkerMetrics:
             buckets=STAGE_BUCKETS,
             registry=registry,
         )
+        self.steps = Counter(
+            "procession_steps",
+            "Process steps this process's runtime committed, by process",
+            ["process"],
+            registry=registry,
+        )
+        self.step_latency = Histogram(
+            "procession_step_latency_seconds",
+            "Seconds from a message's time (an event's recording, a timer's due time, a "
+            "command's sending) to the committed step that handled it, by process, on the "
+            "runtime's clock (virtual seconds on a virtual clock)",
+            ["process"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commands = Counter(
+            "procession_commands",
+            "Commands this process's runtime ran and committed, by command type and outcome "
+            "(done, rejected, retrying, parked, skipped)",
+            ["type", "outcome"],
+            registry=registry,
+        )
         self._children: dict[str, tuple[Counter, Counter, Histogram]] = {}
 
     def __call__(self, stage: str, work: int, seconds: float) -> None:
@@ -200,6 +238,14 @@ class WorkerMetrics:
             work_counter.inc(work)
         runs.inc()
         histogram.observe(seconds)
+
+    def committed(self, steps: list[tuple[str, float]], commands: list[tuple[str, str]]) -> None:
+        """The steps and commands of one stage transaction, told after its commit."""
+        for process, latency in steps:
+            self.steps.labels(process).inc()
+            self.step_latency.labels(process).observe(max(latency, 0.0))
+        for command_type, outcome in commands:
+            self.commands.labels(command_type, outcome).inc()
 
     def prepare(self, stages: Iterable[str]) -> None:
         """Make every stage's series exist (at zero) before the first round."""

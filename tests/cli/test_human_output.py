@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +100,35 @@ def test_status_lags_and_next_timer_are_shown() -> None:
         "commands_pending": 1_500,
         "timers": 3,
         "parked": 0,
+        "workers": [
+            {
+                "worker_id": "host-a:41:1f2e3d4c",
+                "alive": True,
+                "stopped_at": None,
+                "seen_at": time.time() - 2,
+                "rounds": 12_000,
+            },
+            {
+                "worker_id": "host-b:77:9a8b7c6d",
+                "alive": False,
+                "stopped_at": None,
+                "seen_at": time.time() - 600,
+                "rounds": 3,
+            },
+        ],
     }
-    overview, consumers = status_table(data, next_due=9000.0)
+    overview, consumers, workers = status_table(data, next_due=9000.0)
     cells = [str(c) for column in overview.columns for c in column._cells]
     assert "position 12,345" in cells and "1,500" in cells and "3 (next due in 2.5 h)" in cells
     lag = [str(c) for c in consumers.columns[2]._cells]
     assert lag == ["345", "0"]
+    assert workers.title == "workers: 1 alive"
+    rows = list(zip(*([str(c) for c in column._cells] for column in workers.columns), strict=True))
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("host-a:41:1f2e3d4c", "alive", "12,000"),
+        ("host-b:77:9a8b7c6d", "gone", "3"),  # killed: not seen for 10 min, never stopped
+    ]
+    assert rows[1][2] == "10 min ago"
 
 
 def test_parked_says_nothing_parked_when_empty(tmp_path: Path) -> None:

@@ -187,3 +187,42 @@ def test_worker_serves_metrics_on_its_port(store_url: str, open_stores: OpenStor
         _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err.decode()
     assert b"metrics on http://127.0.0.1:" in err
+
+
+def test_steps_and_commands_are_counted_exactly_once_committed(
+    store_url: str, open_stores: OpenStores
+) -> None:
+    """Steps counted are the steps stored (each instance's version), not the attempts of a
+    poisoned one; the latency histogram has one sample per step; commands the processes
+    sent are counted by outcome."""
+    app = build_app()
+    app.process(Fragile())
+    store = open_stores(store_url)
+    rt = Runtime(app, store, VirtualClock())
+    registry = metrics.registry(store, rt)
+    for account in ("good-1", "bad-1", "good-2", "good-3"):
+        rt.send(OpenAccount(account_id=account, group="g"))
+    rt.send(ReviewGroup(group="g"))
+    rt.run_until_idle()
+
+    samples = parse(generate_latest(registry).decode())
+    with store.session() as session:
+        stored = {
+            str(process): int(steps)
+            for process, steps in session.sql(
+                "SELECT process, SUM(version) FROM process_instances GROUP BY process"
+            )
+        }
+    assert stored.get("Fragile") == 3  # the three good accounts; bad-1 never stepped
+    assert len(operations.parked(store)) == 1  # bad-1: its three attempts are not steps
+    for process, steps in stored.items():
+        assert value(samples, "procession_steps_total", process=process) == steps
+        latency = value(samples, "procession_step_latency_seconds_count", process=process)
+        assert latency == steps
+    commands = {
+        (labels[1][1], labels[0][1]): n
+        for (name, labels), n in samples.items()
+        if name == "procession_commands_total"
+    }
+    assert commands, "the group review sends commands"
+    assert all(outcome in {"done", "rejected"} for _type, outcome in commands)

@@ -171,6 +171,14 @@ class CommandBus:
         self.store = store
         self.now = now
         self.aggregates = AggregateCache()
+        self.record: list[tuple[str, str]] | None = None
+        """When a list (metrics on): each command a stage ran appends its type and the
+        status it ended in (done, rejected, pending again to retry, parked, skipped)."""
+
+    def _recorded(self, command: Command | str, status: CommandStatus) -> None:
+        if self.record is not None:
+            name = command if isinstance(command, str) else type(command).__name__
+            self.record.append((name, "retrying" if status == CommandStatus.PENDING else status))
 
     def _handle(self, run: HandlerRun, command: Command, meta: dict[str, Any]) -> None:
         handler = self.app.handlers.get(type(command))
@@ -279,12 +287,14 @@ class CommandBus:
                 self._handle(run, command, meta)
             except CommandRejected as exc:
                 self._finish(tx, row.command_id, meta, CommandStatus.REJECTED, None, exc)
+                self._recorded(command, CommandStatus.REJECTED)
                 continue
             except Exception as exc:  # its attempt left nothing in the cache (`_handle`)
                 self._fail(tx, row, command, exc, now, meta)
                 continue
             result = CommandResult(row.command_id, CommandStatus.DONE, run.events, run.streams)
             self._finish(tx, row.command_id, meta, CommandStatus.DONE, result, None)
+            self._recorded(command, CommandStatus.DONE)
         return len(claimed)
 
     def takes_inline(self, command: Command) -> bool:
@@ -312,6 +322,7 @@ class CommandBus:
             try:
                 run.events, run.streams = 0, []
                 self._handle(run, command, meta)
+                self._recorded(command, CommandStatus.DONE)
             except CommandRejected as exc:
                 self._settle(tx, command, meta, CommandStatus.REJECTED, str(exc), now)
             except Exception as exc:  # its first attempt: the policy decides, as from the outbox
@@ -336,6 +347,7 @@ class CommandBus:
         available_at: float | None = None,
     ) -> None:
         """The one row of an inline command that did not simply succeed."""
+        self._recorded(command, status)
         row = message_row(tx.registry, command, meta)
         row.update(
             command_id=command.command_id,
@@ -449,6 +461,7 @@ class CommandBus:
             subject=f"command:{row.type}",
         )
         status, error, retry_at = self._decide(command, failure, now)
+        self._recorded(row.type, status)
         if status == CommandStatus.SKIPPED:
             outbox.finish(tx, row.command_id, CommandStatus.SKIPPED, None, error)
             if meta is not None and "batch_id" in meta:

@@ -23,6 +23,7 @@ from procession.process.effects import (
     RateLimit,
     batch_stream,
 )
+from procession.runtime import liveness
 from procession.runtime.batches import ack_item, cancel, progress, rate_limit_of
 from procession.runtime.envelope import load_meta
 from procession.store.base import Store, Tx
@@ -51,7 +52,7 @@ def status(store: Store) -> dict[str, Any]:
             "parked": len(instances.parked(tx))
             + len(commands.parked(tx))
             + sum(1 for f in failures.values() if f.parked),
-        }
+        } | {"workers": liveness.listing(store)}
 
 
 def parked(store: Store) -> list[dict[str, Any]]:

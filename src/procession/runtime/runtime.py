@@ -28,6 +28,7 @@ from procession.runtime.batches import BatchWorker
 from procession.runtime.clock import Clock, SystemClock
 from procession.runtime.commands import CommandBus, CommandResult
 from procession.runtime.consumers import LogConsumers
+from procession.runtime.liveness import Heartbeat
 from procession.runtime.projector import Projector, checkpoint_name
 from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
@@ -53,7 +54,11 @@ def retry_delay(failures: int, base: float = 0.05, cap: float = 5.0) -> float:
 
 
 StageObserver = Callable[[str, int, float], None]
-"""Told, after each stage of a round: the stage's name, its work, its seconds."""
+"""Told, after each stage of a round: the stage's name, its work, its seconds. An observer
+that also has a `committed(steps, commands)` method is told, after each stage's transaction
+commits, the steps it ran (process name, seconds from the message's time to the step, on the
+runtime's clock) and the commands it ran (command type, the status each ended in): exact
+counts, nothing of a transaction rolled back."""
 
 
 class RunStats(msgspec.Struct):
@@ -185,14 +190,22 @@ class Runtime:
         counters = self.store.counters
         row_writes = self.store.backend.row_writes
         observe = self.metrics
+        committed = getattr(observe, "committed", None)
         for name, stage in self.stages:
             now = self.clock.now()
             cost = self.costs[name]
             before = (counters.statements, counters.executions, counters.round_trips)
             writes, started = row_writes(), time.perf_counter()
-            with self.store.transaction() as tx:
-                done = stage(tx, now)
-                tx.flush()  # its writes counted here, not in the next stage's first read
+            if committed is not None:  # the steps and commands of this stage, told once committed
+                self.steps.record, self.commands.record = [], []
+            try:
+                with self.store.transaction() as tx:
+                    done = stage(tx, now)
+                    tx.flush()  # its writes counted here, not in the next stage's first read
+                if committed is not None:
+                    committed(self.steps.record or [], self.commands.record or [])
+            finally:
+                self.steps.record = self.commands.record = None
             work += done
             cost.work += done
             elapsed = time.perf_counter() - started
@@ -317,12 +330,19 @@ class Runtime:
         the wait ends in milliseconds (DESIGN §9). Polling stays the truth: work nobody
         notifies (a timer or a retry falling due) and a lost notification are found by the
         next round, at most `max_sleep` later.
+
+        While it runs it says so every few seconds in the store's `workers` table, and
+        goodbye when it stops (`procession.runtime.liveness`): what `procession status` and
+        the health API list as live workers.
         """
         wait = self.store.backend.wait_for_wakeup
         sleep = idle_sleep
         failures = 0
+        heartbeat = Heartbeat(self.store)
+        heartbeat.start()
         with bulk_gc():
             while not stop.is_set():
+                heartbeat.beat()
                 try:
                     outcome = self._work_or_wait()
                 except Exception as exc:
@@ -338,6 +358,7 @@ class Runtime:
                     continue
                 failures = 0
                 if outcome in ("worked", "moved", "work"):
+                    heartbeat.rounds += 1
                     sleep = idle_sleep
                     wait(0, stop)  # busy: take in the wake-ups (the next round looks anyway)
                     continue
@@ -346,6 +367,7 @@ class Runtime:
                     continue
                 wait(sleep, stop)
                 sleep = min(sleep * 2, max_sleep)
+        heartbeat.stop()
 
     def _work_or_wait(self) -> str:
         """One round; if it found nothing, try to move a virtual clock. What happened."""

@@ -125,6 +125,9 @@ class StepRunner:
         self.app = app
         self.inline = inline
         self.sent: list[SentCommand] = []
+        self.record: list[tuple[str, float]] | None = None
+        """When a list (metrics on): each step run appends its process and the seconds from
+        its message's time to the step, on the runtime's clock."""
 
     def run(self, tx: Tx, now: float, limit: int = 200) -> int:
         self.sent = []
@@ -401,10 +404,11 @@ class StepRunner:
                 raise ProcessError(f"{process.name} {inst.instance_id} is not running")
             return  # nothing to continue: a late message for a finished instance
         position = meta.get("position")
+        occurred = message_time(meta)
         ctx = StepContext(
             process.name,
             inst.instance_id,
-            message_time(meta),
+            occurred,
             meta["message_id"],
             meta.get("correlation_id") or meta["message_id"],
             meta,
@@ -418,6 +422,8 @@ class StepRunner:
             self.apply(tx, inst, effect, index, ctx, now)
         if routing == Routing.STOP:
             self.complete(tx, inst)
+        if self.record is not None:  # a step that raised is not one
+            self.record.append((process.name, now - occurred))
 
     def apply(
         self, tx: Tx, inst: Instance, effect: object, index: int, ctx: StepContext, now: float

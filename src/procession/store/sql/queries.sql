@@ -379,3 +379,54 @@ SELECT type, schema_version, data FROM commands ORDER BY seq;
 -- name: active_batch_ids
 SELECT batch_id FROM batches WHERE status IN ('enumerating', 'running', 'cancelling')
 ORDER BY created_at, batch_id;
+
+-- name: worker_seen
+INSERT INTO workers (worker_id, host, pid, started_at, seen_at, rounds)
+VALUES (:worker_id, :host, :pid, :now, :now, :rounds)
+ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at, rounds = excluded.rounds,
+  stopped_at = NULL;
+
+-- name: worker_stopped
+UPDATE workers SET seen_at = :now, stopped_at = :now, rounds = :rounds
+WHERE worker_id = :worker_id;
+
+-- name: prune_workers
+DELETE FROM workers WHERE seen_at < :before;
+
+-- name: list_workers
+SELECT worker_id, host, pid, started_at, seen_at, stopped_at, rounds FROM workers
+ORDER BY started_at, worker_id;
+
+-- Batch control (issue 10): the same SQL on both backends.
+
+-- name: batch_control
+SELECT batch_id, status, paused, max_in_flight, rate_items, rate_per_seconds
+FROM batches WHERE batch_id = :batch_id;
+
+-- name: set_batch_paused
+UPDATE batches SET paused = :paused
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
+
+-- name: set_batch_throttle
+UPDATE batches SET max_in_flight = :max_in_flight, rate_items = :rate_items,
+  rate_per_seconds = :rate_per_seconds
+WHERE batch_id = :batch_id AND status IN ('enumerating', 'running', 'cancelling');
+
+-- name: set_batch_rate_at_start
+-- Only the row this start inserted (a batch started again keeps what an operator set).
+UPDATE batches SET rate_items = :rate_items, rate_per_seconds = :rate_per_seconds
+WHERE batch_id = :batch_id AND created_at = :now AND owner_instance = :owner_instance
+  AND status = 'enumerating' AND total = 0 AND rate_items IS NULL;
+
+-- name: dispatch_item
+UPDATE batch_items SET status = 'dispatched', detail = NULL, updated_at = :now,
+  dispatched_at = :now
+WHERE batch_id = :batch_id AND target_id = :target_id AND status = 'pending';
+
+-- name: count_dispatched_since
+SELECT COUNT(*) FROM batch_items
+WHERE batch_id = :batch_id AND dispatched_at IS NOT NULL AND dispatched_at > :since;
+
+-- name: first_dispatched_since
+SELECT MIN(dispatched_at) FROM batch_items
+WHERE batch_id = :batch_id AND dispatched_at IS NOT NULL AND dispatched_at > :since;

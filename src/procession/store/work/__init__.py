@@ -14,7 +14,7 @@ from procession.states import (
     ItemStatus,
     Routing,
 )
-from procession.store.work import batches, commands, consumers, instances, timers
+from procession.store.work import batches, commands, consumers, instances, timers, workers
 from procession.store.work.records import (
     BatchRow,
     ClaimedCommand,
@@ -27,6 +27,7 @@ from procession.store.work.records import (
     ParkedCommand,
     ParkedDelivery,
     TimerRow,
+    WorkerRow,
 )
 
 __all__ = [
@@ -48,9 +49,11 @@ __all__ = [
     "ParkedDelivery",
     "Routing",
     "TimerRow",
+    "WorkerRow",
     "batches",
     "commands",
     "consumers",
     "instances",
     "timers",
+    "workers",
 ]

@@ -139,3 +139,13 @@ class ConsumerFailure(msgspec.Struct):
     error: str
     parked: int
     until: float
+
+
+class WorkerRow(msgspec.Struct):
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    seen_at: float
+    stopped_at: float | None
+    rounds: int
