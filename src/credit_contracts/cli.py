@@ -574,11 +574,8 @@ def run(
     if head == 0 and data["events"] == 0:  # a demo killed before its plan left nothing
         emit(data, as_json, "the store is empty: nothing to run")
         return
-    emit(
-        data,
-        as_json,
-        f"idle after {counted(stats.rounds, 'round')}: {counted(data['events'], 'new event')}",
-    )
+    rounds, events = counted(stats.rounds, "round"), counted(int(data["events"]), "new event")
+    emit(data, as_json, f"idle after {rounds}: {events}")
 
 
 def report_demo(data: dict[str, Any], as_json: bool) -> None:

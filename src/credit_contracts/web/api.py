@@ -286,7 +286,10 @@ def show_batch(batch_id: BatchId, system: System) -> dict[str, Any]:
     progress = system.runtime.progress(batch_id)
     if progress is None:
         raise NotFound(f"batch {batch_id} does not exist")
-    return shapes.batch(progress)
+    return {
+        **shapes.batch(progress),
+        "supersedes": reads.superseded(system.runtime.store, batch_id),
+    }
 
 
 @api.get("/batches/{batch_id}/items")
@@ -371,7 +374,7 @@ def throttle_batch(batch_id: BatchId, body: Throttle, system: System) -> JSONRes
         lambda: operations.throttle_batch(
             system.runtime.store,
             batch_id,
-            max_in_flight=body.max_in_flight,
+            max_in_flight=None if body.max_in_flight is None else int(body.max_in_flight),
             rate_limit=rate,
             unlimited=unlimited,
             by=operator(system),

@@ -23,6 +23,7 @@ from procession import (
     BatchProgress,
     Command,
     CommandResult,
+    Heartbeat,
     Runtime,
     Store,
     derived_id,
@@ -86,16 +87,24 @@ class WebSystem:
         return stats.work, stats.clock_advances
 
     def work_forever(self, stop: threading.Event, idle_sleep: float = 0.2) -> None:
-        """A background worker (`--worker`): small rounds under the run lock until stopped."""
+        """A background worker (`--worker`): small rounds under the run lock until stopped,
+        listed among the store's live workers while it runs (a heartbeat, as every
+        `procession worker`)."""
+        heartbeat = Heartbeat(self.runtime.store)
+        heartbeat.start()
         while not stop.is_set():
+            heartbeat.beat()
             try:
                 with self.lock:
                     busy = self.runtime.run_once()
             except Exception:  # a store hiccup must not kill the server's only worker
                 log.exception("background worker round failed; retrying")
                 busy = 0
-            if not busy:
+            if busy:
+                heartbeat.rounds += 1
+            else:
                 stop.wait(idle_sleep)
+        heartbeat.stop()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -121,7 +130,8 @@ LIVE_BATCHES = ("enumerating", "running")
 
 
 def health(runtime: Runtime) -> dict[str, Any]:
-    """The log's head, each log consumer's checkpoint and lag, the queues, what is parked."""
+    """The log's head, each log consumer's checkpoint and lag, the queues, what is parked,
+    and the workers the store has seen (each `alive` or not)."""
     summary = operations.status(runtime.store)
     now = runtime.clock.now()
     head = summary["head"]
@@ -144,6 +154,7 @@ def health(runtime: Runtime) -> dict[str, Any]:
             "timers": summary["timers"],
         },
         "parked": summary["parked"],
+        "workers": summary["workers"],
     }
 
 
@@ -211,3 +222,13 @@ def batch_items(
 def count(store: Store, sql: str, params: dict[str, Any] | None = None) -> int:
     with store.session() as session:
         return int(session.sql(sql, params or {})[0][0])
+
+
+def superseded(store: Store, batch_id: str) -> list[str]:
+    """The batches `batch_id` superseded (the other end of their `superseded_by`)."""
+    with store.session() as session:
+        rows = session.sql(
+            "SELECT batch_id FROM batches WHERE superseded_by = :batch_id ORDER BY batch_id",
+            {"batch_id": batch_id},
+        )
+    return [str(r[0]) for r in rows]
