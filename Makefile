@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser chaos
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 
 test: $(STAMP) lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long chaos run (tests/chaos, marked chaos_long): PostgreSQL required. CHAOS_SEED=N
+# replays another schedule; its figures are printed as `chaos figures: ...` lines.
+chaos: $(STAMP)
+	CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos -m chaos_long -s -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
