@@ -70,6 +70,7 @@ from procession import (
     humanize,
     new_id,
     open_store,
+    reconnecting,
 )
 
 HELP = (__doc__ or "").split("\n\n")[0]
@@ -656,20 +657,26 @@ def worker(
     SIGTERM are its way to stop: it finishes its transaction and reports `stopped`.
     """
     require_store(db)
-    with open_store(db) as store:
-        is_demo = demo_plan.load_plan(store) is not None
-        virtual = pick_clock(store, clock, demo=is_demo, force=force)
-    runtime = open_system(db, virtual=virtual)
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop.set())
     if stop_with_parent:
         threading.Thread(target=watch_parent, args=(os.getppid(), stop), daemon=True).start()
-    typer.echo(f"worker {os.getpid()} started on {runtime.store.backend.name}", err=True)
+
+    def start() -> Runtime:
+        with open_store(db) as store:
+            is_demo = demo_plan.load_plan(store) is not None
+            virtual = pick_clock(store, clock, demo=is_demo, force=force)
+        return open_system(db, virtual=virtual)
+
     try:
-        with runtime.store:
-            work(runtime, stop)
+        # a database unreachable, or a connection terminated, while it starts: tried again
+        runtime = reconnecting(db, "start-up", start, stop)
+        if runtime is not None:
+            typer.echo(f"worker {os.getpid()} started on {runtime.store.backend.name}", err=True)
+            with runtime.store:
+                work(runtime, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

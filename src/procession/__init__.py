@@ -57,7 +57,7 @@ from procession.runtime.clock import Clock, SystemClock, VirtualClock
 from procession.runtime.commands import CommandResult
 from procession.runtime.liveness import Heartbeat
 from procession.runtime.operations import BatchNotFound, BatchRefused
-from procession.runtime.runtime import RunStats, Runtime, retry_delay
+from procession.runtime.runtime import RunStats, Runtime, reconnecting, retry_delay
 from procession.session import Session
 from procession.store import (
     ANY,
@@ -147,6 +147,7 @@ __all__ = [
     "new_id",
     "open_store",
     "operations",
+    "reconnecting",
     "retry_delay",
     "start",
     "stop",

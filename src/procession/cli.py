@@ -19,7 +19,6 @@ from __future__ import annotations
 import getpass
 import importlib
 import json
-import logging
 import math
 import signal
 import sys
@@ -39,13 +38,12 @@ from rich.text import Text
 from procession import __version__, clikit, humanize
 from procession.app import App
 from procession.errors import ProcessionError
-from procession.policy import describe
 from procession.process.batch import BatchProgress
 from procession.process.effects import RateLimit
 from procession.runtime import operations
 from procession.runtime.clock import Clock, SystemClock, VirtualClock
-from procession.runtime.runtime import Runtime, retry_delay
-from procession.store import Store, connection_lost, open_store, schema_version
+from procession.runtime.runtime import Runtime, reconnecting
+from procession.store import Store, open_store, schema_version
 from procession.store.work import timers
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -139,32 +137,8 @@ def worker(
     started = time.monotonic()
     reconnects = urlsplit(db).scheme in ("postgresql", "postgres")
 
-    def unreachable(exc: Exception) -> bool:
-        """The database refused or dropped us (not: a bad URL, schema or app)."""
-        return connection_lost(db, exc)
-
     def retrying(what: str, action: Callable[[], Any]) -> Any:
-        """`action()`, tried again while the database cannot be reached; None if stopped."""
-        failures = 0
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                return action()
-            except Exception as exc:
-                if not unreachable(exc):
-                    raise
-                # in a row: a run that went on for a while before it failed starts afresh
-                failures = 1 if time.monotonic() - began > 1.0 else failures + 1
-                delay = retry_delay(failures)  # as run_forever does
-                logging.getLogger("procession").error(
-                    "worker %s failed (%d in a row), retrying in %.2f s: %s",
-                    what,
-                    failures,
-                    delay,
-                    describe(exc),
-                )
-                stop.wait(delay)
-        return None
+        return reconnecting(db, what, action, stop)
 
     def start() -> tuple[Store, Runtime]:
         # a worker sets up its tables in an empty PostgreSQL database (the first one to

@@ -199,3 +199,42 @@ def test_a_demo_killed_at_its_very_start_is_finished_or_reported_empty(tmp_path:
             summary = ok("run", "--db", url, "--clock", "virtual")
             assert summary["matches_expected"] is True and summary["still_pending"] == 0
     assert sum(outcomes.values()) == 9, outcomes
+
+
+def test_a_worker_whose_database_is_unreachable_while_it_starts_waits_for_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`credit-contracts worker` reads the store's plan and clock before its loop: a database
+    that refuses it, or drops it, then must be waited for, as during the loop (the chaos
+    test found a worker ending with exit 1 on a connection terminated at start-up)."""
+    from tests.engine.test_connection_faults import Relay
+
+    ok("customers", "register", "Ada", "AA", "--id", "ada", "--db", pg_url, "--json")
+    info = psycopg.conninfo.conninfo_to_dict(pg_url)
+    relay = Relay((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
+    relayed = pg_url.replace(f":{info.get('port', 5432)}/", f":{relay.port}/", 1)
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [*COMMAND, "worker", "--db", relayed], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("start-up failed") < 2:  # refused: it waits, backing off
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        relay.up()
+        while "started on postgres" not in log.read_text():
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        relay.down()
+    assert "Traceback" not in log.read_text()
+    assert "stopped" in log.read_text()

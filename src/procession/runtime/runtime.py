@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,14 +34,16 @@ from procession.runtime.router import CHECKPOINT as ROUTER
 from procession.runtime.router import Router
 from procession.runtime.steps import StepRunner
 from procession.runtime.timers import fire_due
+from procession.store import connection_lost
 from procession.store.base import Store, Tx
 from procession.store.work import batches as work_batches
 from procession.store.work import commands, consumers, instances, timers
 
-__all__ = ["Limits", "RunStats", "Runtime", "StageCost", "StageObserver"]
+__all__ = ["Limits", "RunStats", "Runtime", "StageCost", "StageObserver", "reconnecting"]
 
 
 log = logging.getLogger("procession")
+T = TypeVar("T")
 MAINTAIN_EVERY = 5.0
 """Seconds of work between two maintenance passes over the work tables (PostgreSQL)."""
 
@@ -51,6 +53,34 @@ def retry_delay(failures: int, base: float = 0.05, cap: float = 5.0) -> float:
     cap. The exponent is bounded: 2**1100 does not convert to a float, and the OverflowError
     of the ~1075th failure in a row (a database down for an hour and a half) ended a worker."""
     return float(min(base * 2 ** min(failures, 16), cap))
+
+
+def reconnecting(url: str, what: str, action: Callable[[], T], stop: threading.Event) -> T | None:
+    """`action()`, tried again, backing off (`retry_delay`), for as long as the database at
+    `url` cannot be reached or drops the connection (`connection_lost`); None once `stop`
+    is set. Any other error is raised at once: a retry would not mend a bad URL, schema or
+    app. What a worker does before its loop (open the store, read its setup), so a
+    connection terminated while it starts ends it no more than one terminated later."""
+    failures = 0
+    while not stop.is_set():
+        began = time.monotonic()
+        try:
+            return action()
+        except Exception as exc:
+            if not connection_lost(url, exc):
+                raise
+            # in a row: a run that went on for a while before it failed starts afresh
+            failures = 1 if time.monotonic() - began > 1.0 else failures + 1
+            delay = retry_delay(failures)
+            log.error(
+                "worker %s failed (%d in a row), retrying in %.2f s: %s",
+                what,
+                failures,
+                delay,
+                describe(exc),
+            )
+            stop.wait(delay)
+    return None
 
 
 StageObserver = Callable[[str, int, float], None]
