@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from procession.store.base import VIRTUAL_TIME_KEY as VIRTUAL_KEY
-from procession.store.base import Store
+from procession.store.base import Store, Tx
 
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 """Where a new virtual clock starts: a fixed instant, so runs are reproducible."""
@@ -25,6 +25,7 @@ class Clock(Protocol):
     def now(self) -> float: ...
     def advance_to(self, when: float) -> None: ...
     def sync(self) -> None: ...
+    def sync_in(self, tx: Tx) -> None: ...
 
 
 class SystemClock:
@@ -34,6 +35,9 @@ class SystemClock:
         return time.time()
 
     def sync(self) -> None:
+        pass
+
+    def sync_in(self, tx: Tx) -> None:
         pass
 
     def advance_to(self, when: float) -> None:
@@ -85,6 +89,12 @@ class VirtualClock:
                 saved = tx.get_meta(VIRTUAL_KEY)
             if saved is not None:
                 self._now = max(self._now, float(saved))
+
+    def sync_in(self, tx: Tx) -> None:
+        """`sync`, in a transaction of the caller's (one that holds the gate)."""
+        saved = tx.get_meta(VIRTUAL_KEY)
+        if saved is not None:
+            self._now = max(self._now, float(saved))
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self._now + seconds)

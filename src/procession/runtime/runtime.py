@@ -167,6 +167,9 @@ class Runtime:
         self.router.hand_off = limits.hand_off and "processes" not in skip and "log" not in skip
         self.costs: dict[str, StageCost] = {name: StageCost() for name, _ in self.stages}
         self.metrics = metrics
+        self._gated = False
+        """Inside a shared round of a virtual clock other workers share: each stage's
+        transaction holds the gate too (`Coordination.hold_gate`)."""
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -230,6 +233,10 @@ class Runtime:
                 self.steps.record, self.commands.record = [], []
             try:
                 with self.store.transaction() as tx:
+                    if self._gated:  # each stage holds the gate itself, at the clock's time
+                        self.coordination.hold_gate(tx.cursor)
+                        self.clock.sync_in(tx)
+                        now = self.clock.now()
                     done = stage(tx, now)
                     tx.flush()  # its writes counted here, not in the next stage's first read
                 if committed is not None:
@@ -298,7 +305,11 @@ class Runtime:
         if not self.clock.virtual:
             return self.run_once()
         with self.coordination.shared_round():  # virtual time shared with other workers
-            return self.run_once()
+            self._gated = self.coordination.others_may_work
+            try:
+                return self.run_once()
+            finally:
+                self._gated = False
 
     def _advance_when_quiet(self, until: float | None = None) -> str:
         """Move a virtual clock to the next due work, only when no worker anywhere is inside

@@ -7,7 +7,8 @@ The runtime asks its store's coordination object, never which backend it runs on
   projection, the migrator) for the rest of the transaction;
 - `round(store)`: the scope of one round of stages (one transaction for all of them where
   nobody waits for our locks, nothing where other workers do);
-- `shared_round` / `exclusive_round`: the gate of a shared virtual clock (DESIGN §7);
+- `shared_round` / `exclusive_round` / `hold_gate`: the gate of a shared virtual clock
+  (DESIGN §7);
 - `maintain`: housekeeping of the work tables (vacuum), by one worker at a time;
 - `limits`: how big a bite one stage's transaction takes.
 
@@ -38,4 +39,8 @@ class Coordination(Protocol):
     def round(self, store: Store) -> AbstractContextManager[Any]: ...
     def shared_round(self) -> AbstractContextManager[None]: ...
     def exclusive_round(self) -> AbstractContextManager[bool]: ...
+    def hold_gate(self, cursor: Cursor) -> None:
+        """Inside a shared round: hold the gate in this transaction too, until it ends."""
+        ...
+
     def maintain(self) -> None: ...

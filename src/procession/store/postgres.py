@@ -177,6 +177,20 @@ class PostgresCoordination:
         finally:
             _release(conn, _GATE_SQL.format("pg_advisory_unlock_shared"))
 
+    def hold_gate(self, cursor: Cursor) -> None:
+        """The gate, shared, for the rest of this work transaction, on its own session.
+
+        `shared_round`'s lock lives on the gate session, apart from the sessions that do the
+        work, and the two end separately: a worker killed (or its gate session terminated)
+        may lose its gate while a work transaction of its is still open, holding the rows it
+        claimed (FOR UPDATE). Another worker could then take the gate alone, skip those
+        locked rows, find nothing ready and move the clock: the claimed work, rolled back a
+        moment later, would run at a later virtual instant than it was due at (found by the
+        chaos test, tests/chaos). Held by the work transaction itself, the gate is released
+        exactly when that transaction's locks are.
+        """
+        cursor.execute(_GATE_SQL.format("pg_advisory_xact_lock_shared"))
+
     @contextmanager
     def exclusive_round(self) -> Iterator[bool]:
         """True if no other worker is inside a round, and none can start one until exit.

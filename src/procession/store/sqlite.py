@@ -130,6 +130,9 @@ class SQLiteCoordination:
     def exclusive_round(self) -> Iterator[bool]:
         yield True
 
+    def hold_gate(self, cursor: Cursor) -> None:
+        pass  # one process: its rounds are the only ones
+
     def maintain(self) -> None:
         """Keep the WAL bounded relative to the database (`SQLiteBackend.maintain_wal`).
         SQLite reuses freed pages at once and needs no vacuum for speed."""
