@@ -30,7 +30,7 @@ from .scenario import Chaos, Figures, demo_args, seed
 
 BOUNDED = Chaos(DemoPlan(seed=seed(), contracts=1000), kills=12, min_kills=3, min_terminations=2)
 LONG = Chaos(
-    DemoPlan(seed=seed() + 1, contracts=15_000), kills=200, min_kills=20, min_terminations=10
+    DemoPlan(seed=seed() + 1, contracts=15_000), kills=200, min_kills=12, min_terminations=6
 )
 WORKERS = 3
 KILL_EVERY = (1.0, 3.0)
