@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean browser chaos
 
-$(STAMP): pyproject.toml
+# Two distributions, one repository: the engine (pyproject.toml, src/procession) and the
+# reference system (credit-contracts/pyproject.toml, credit-contracts/src/credit_contracts).
+$(STAMP): pyproject.toml credit-contracts/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]' -e ./credit-contracts
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/credit-contracts demo --contracts 10000 --db sqlite:///demo.db
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src credit-contracts/src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
