@@ -30,13 +30,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 import typer
-from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
-from rich.text import Text
 
 from procession import __version__, clikit, humanize
 from procession.app import App
+from procession.clikit import cell, id_column, print_table
 from procession.errors import ProcessionError
 from procession.process.batch import BatchProgress
 from procession.process.effects import RateLimit
@@ -182,34 +180,6 @@ def worker(
 
 
 # -- output for people (--json prints the data as it is) ------------------------------------
-
-WIDE = 100_000
-"""Wide enough to measure any table at its natural width."""
-
-
-def cell(value: object) -> Text:
-    """Stored text in a table cell: neither markup nor terminal control."""
-    return Text(clikit.visible("-" if value is None else str(value)))
-
-
-def print_table(table: Table) -> None:
-    """Print a table without ever cutting a cell (ids): on a terminal a cell too long for it
-    folds onto more lines; elsewhere (a pipe, a file, a test) the table is as wide as its
-    cells and title need, whatever COLUMNS says: every cell, every id, on one line."""
-    console = Console(highlight=False, emoji=False)
-    for column in table.columns:
-        column.overflow = "fold"  # not "ellipsis": a word too long for its cell goes on
-    if not console.is_terminal:
-        need = Measurement.get(console, console.options.update_width(WIDE), table).maximum
-        title = Text.from_markup(table.title) if isinstance(table.title, str) else Text()
-        need = max(need, title.cell_len)
-        if need > console.width:
-            console = Console(highlight=False, emoji=False, width=need)
-    console.print(table)
-
-
-def id_column(table: Table, header: str) -> None:
-    table.add_column(header, overflow="fold")
 
 
 def status_table(data: dict[str, Any], next_due: float | None) -> list[Table]:

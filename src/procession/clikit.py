@@ -18,6 +18,10 @@ import sys
 from collections.abc import Callable
 
 import typer
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
 from typer.exceptions import TyperException
 
 from procession.errors import ProcessionError
@@ -94,3 +98,35 @@ def run(
         code = 1
     sys.stdout.flush()
     return code if isinstance(code, int) else 0
+
+
+# -- tables for people ------------------------------------------------------------------------
+
+WIDE = 100_000
+"""Wide enough to measure any table at its natural width."""
+
+
+def cell(value: object) -> Text:
+    """Stored text in a table cell: neither markup nor terminal control (None reads `-`)."""
+    return Text(visible("-" if value is None else str(value)))
+
+
+def id_column(table: Table, header: str) -> None:
+    """A column of ids: folded on a narrow terminal, never cut (see `print_table`)."""
+    table.add_column(header, overflow="fold")
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print a table without ever cutting a cell (ids): on a terminal a cell too long for it
+    folds onto more lines; elsewhere (a pipe, a file, a test) the table is as wide as its
+    cells and title need, whatever COLUMNS says: every cell, every id, on one line."""
+    console = console or Console(highlight=False, emoji=False)
+    for column in table.columns:
+        column.overflow = "fold"  # not "ellipsis": a word too long for its cell goes on
+    if not console.is_terminal:
+        need = Measurement.get(console, console.options.update_width(WIDE), table).maximum
+        title = Text.from_markup(table.title) if isinstance(table.title, str) else Text()
+        need = max(need, title.cell_len)
+        if need > console.width:
+            console = Console(highlight=False, emoji=False, width=need)
+    console.print(table)

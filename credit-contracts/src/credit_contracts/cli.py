@@ -33,7 +33,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -72,6 +71,7 @@ from procession import (
     open_store,
     reconnecting,
 )
+from procession.clikit import id_column
 
 HELP = (__doc__ or "").split("\n\n")[0]
 cli = typer.Typer(
@@ -213,29 +213,8 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
-def id_column(table: Table, header: str) -> None:
-    """A column of ids: folded on a narrow terminal, never cut (see `print_table`)."""
-    table.add_column(header, overflow="fold")
-
-
-WIDE = 100_000
-"""Wide enough to measure any table at its natural width."""
-
-
 def print_table(table: Table) -> None:
-    """Print a table without ever cutting a cell (ids): on a terminal a cell too long for it
-    folds onto more lines; elsewhere (a pipe, a file, a test) the table is as wide as its
-    cells and title need, whatever COLUMNS says: every cell, every id, on one line."""
-    console = out
-    for column in table.columns:
-        column.overflow = "fold"  # not "ellipsis": a word too long for its cell goes on
-    if not console.is_terminal:
-        need = Measurement.get(console, console.options.update_width(WIDE), table).maximum
-        title = Text.from_markup(table.title) if isinstance(table.title, str) else Text()
-        need = max(need, title.cell_len)
-        if need > console.width:
-            console = Console(highlight=False, emoji=False, width=need)
-    console.print(table)
+    clikit.print_table(table, out)
 
 
 def batch_rows(b: dict[str, Any]) -> dict[str, Any]:
