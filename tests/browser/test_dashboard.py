@@ -100,3 +100,27 @@ def test_a_refused_change_shows_the_domain_reason(page: Any, server: str):
     expect(message).to_contain_text("already has credit rating AA: nothing to change")
     expect(message).to_have_class("error")
     expect(page.get_by_test_id("batch")).to_have_count(0)
+
+
+def test_the_batches_list_pages_newest_first_to_the_oldest(page: Any, server: str):
+    """Twelve rating changes: ten batches on the first page, two on the next, the oldest
+    (`credit-ada-1`) last; the total is the same on both pages."""
+    ratings = ["BB", "A"] * 6
+    with httpx.Client(base_url=server) as client:
+        for rating in ratings:
+            answer = client.post("/api/customers/ada/rating", json={"rating": rating})
+            assert answer.status_code == 202, answer.text
+            assert client.post("/api/run", json={}).status_code == 200
+    page.goto(server)
+    page.get_by_test_id("batches-size").select_option("10")
+    expect(page.get_by_test_id("batches-showing")).to_have_text("showing 1\N{EN DASH}10 of 12")
+    cards = page.get_by_test_id("batch")
+    expect(cards).to_have_count(10)
+    expect(cards.first).to_have_attribute("data-id", "credit-ada-12")
+    page.get_by_test_id("batches-next").click()
+    expect(page.get_by_test_id("batches-showing")).to_have_text("showing 11\N{EN DASH}12 of 12")
+    expect(cards).to_have_count(2)
+    expect(cards.last).to_have_attribute("data-id", "credit-ada-1")
+    expect(page.get_by_test_id("batches-next")).to_be_disabled()
+    page.get_by_test_id("batches-prev").click()
+    expect(page.get_by_test_id("batches-showing")).to_have_text("showing 1\N{EN DASH}10 of 12")

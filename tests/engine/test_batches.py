@@ -151,6 +151,27 @@ def test_batches_lists_newest_first_with_their_owner(
     assert all(b.status == "completed" and b.done == 3 for b in listed)
 
 
+def test_batches_page_newest_first_on_a_cursor_that_holds_while_new_ones_start(
+    store_url: str, make_runtime: MakeRuntime
+) -> None:
+    _store, _, rt = make_runtime(store_url)
+    setup_group(rt, 2)
+    for _ in range(5):
+        rt.send(ReviewGroup(group="g1"))
+        rt.run_until_idle()
+    newest_first = [f"review-g1-{n}" for n in (5, 4, 3, 2, 1)]
+    assert [b.batch_id for b in rt.batches()] == newest_first
+    first = [b.batch_id for b in rt.batches(limit=2)]
+    assert first == newest_first[:2]
+    rt.send(ReviewGroup(group="g1"))  # a new batch starts between two pages
+    rt.run_until_idle()
+    second = [b.batch_id for b in rt.batches(limit=2, after=first[-1])]
+    third = [b.batch_id for b in rt.batches(limit=2, after=second[-1])]
+    assert second + third == newest_first[2:]  # nothing seen twice, nothing skipped
+    assert rt.batches(limit=2, after=third[-1]) == []
+    assert [b.batch_id for b in rt.batches(limit=1)] == ["review-g1-6"]
+
+
 def test_an_outcome_written_before_the_items_command_ran_does_not_finish_it(
     store_url: str, make_runtime: MakeRuntime
 ) -> None:

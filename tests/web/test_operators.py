@@ -287,6 +287,12 @@ def test_every_list_pages_to_its_last_item_with_a_consistent_total(client: TestC
     items, totals = pages(client, f"/api/batches/{BATCH}/items", "items", 2)
     assert [i["target_id"] for i in items] == ids and totals == {5}
     batches = client.get("/api/batches").json()
-    assert batches["total"] == len(batches["batches"]) == 1
+    assert batches["total"] == len(batches["batches"]) == 1 and batches["next"] is None
+    for name in ("ann", "bob", "cy"):  # three more batches: the list pages newest first
+        client.post(f"/api/customers/{name}/rating", json={"rating": "BB"})
+        run(client)
+    listed, totals = pages(client, "/api/batches", "batches", 3)
+    assert totals == {4}
+    assert [b["id"] for b in listed] == [f"credit-{n}-1" for n in ("cy", "bob", "ann", "ada")]
     assert client.get("/api/batches/credit-nobody-1/items").status_code == 404
     assert client.get(f"/api/batches/{BATCH}/items?status=bogus").status_code == 422

@@ -182,10 +182,11 @@ def batch_progress(store: Store, batch_id: str) -> BatchProgress:
     return found
 
 
-def list_batches(store: Store, limit: int = 100) -> list[BatchProgress]:
-    """The newest batches first, with their progress."""
+def list_batches(store: Store, limit: int = 100, after: str | None = None) -> list[BatchProgress]:
+    """The newest batches first, with their progress; `after` a batch id, the page after
+    it (the last id of a page is the cursor of the next)."""
     with store.transaction(write=False) as tx:
-        found = [progress(tx, b) for b in work_batches.newest_ids(tx, limit)]
+        found = [progress(tx, b) for b in work_batches.newest_ids(tx, limit, after)]
     return [p for p in found if p is not None]
 
 

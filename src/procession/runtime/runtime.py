@@ -36,7 +36,6 @@ from procession.runtime.steps import StepRunner
 from procession.runtime.timers import fire_due
 from procession.store import connection_lost
 from procession.store.base import Store, Tx
-from procession.store.work import batches as work_batches
 from procession.store.work import commands, consumers, instances, timers
 
 __all__ = ["Limits", "RunStats", "Runtime", "StageCost", "StageObserver", "reconnecting"]
@@ -532,13 +531,9 @@ class Runtime:
             raise ProcessionError(f"no log consumer {consumer!r} (consumers: {names})")
         return operations.rewind(self.store, consumer, to_position, known)
 
-    def batches(self, limit: int = 100) -> list[BatchProgress]:
-        """The newest batches first, with their progress."""
-        with self.store.transaction(write=False) as tx:
-            found = [
-                batches.progress(tx, batch_id) for batch_id in work_batches.newest_ids(tx, limit)
-            ]
-        return [p for p in found if p is not None]
+    def batches(self, limit: int = 100, after: str | None = None) -> list[BatchProgress]:
+        """The newest batches first, with their progress (`operations.list_batches`)."""
+        return operations.list_batches(self.store, limit, after)
 
     def progress(self, batch_id: str) -> BatchProgress | None:
         with self.store.transaction(write=False) as tx:

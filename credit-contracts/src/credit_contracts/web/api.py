@@ -274,10 +274,13 @@ def show_contract(contract_id: ContractId, system: System) -> dict[str, Any]:
 
 
 @api.get("/batches")
-def list_batches(system: System, limit: Limit = 50) -> dict[str, Any]:
+def list_batches(system: System, after: str | None = None, limit: Limit = 50) -> dict[str, Any]:
+    """The newest batches first; `next` is the `after` of the next page (null at the end)."""
+    page = system.batches(limit, after)
     return {
-        "batches": [shapes.batch(progress) for progress in system.batches(limit)],
+        "batches": [shapes.batch(progress) for progress in page],
         "total": reads.count(system.runtime.store, "SELECT COUNT(*) FROM batches"),
+        "next": next_after([progress.batch_id for progress in page], limit),
     }
 
 

@@ -2,7 +2,7 @@
 
 const state = {
   customers: [], selectedCustomer: null, selectedContract: null, polling: false, again: false,
-  view: "overview", batchId: null, batchLimit: 50, stuck: { days: 14, minutes: 60 },
+  view: "overview", batchId: null, stuck: { days: 14, minutes: 60 },
 };
 const $ = (id) => document.getElementById(id);
 
@@ -246,9 +246,7 @@ function renderBatches(page) {
   const batches = page.batches;
   $("batches").replaceChildren(...(batches.length ? batches.map(renderBatch) :
     [h("div", { class: "empty" }, "No rating change yet.")]));
-  $("batches-pager").querySelector(".showing").textContent = page.total === 0 ? "" :
-    `showing the newest ${count(batches.length)} of ${count(page.total)}`;
-  $("batches-more").hidden = batches.length >= page.total || state.batchLimit >= 500;
+  pagers.batches.show(batches.length, page.total, page.next);
 }
 
 function renderContracts(customer, page) {
@@ -522,24 +520,21 @@ const pagers = {
   stuckContracts: new Pager("stuck-contracts", refresh, "contracts_after"),
   stuckBatches: new Pager("stuck-batches", refresh, "batches_after"),
   items: new Pager("items", refresh),
+  batches: new Pager("batches", refresh),
 };
 
-$("batches-more").addEventListener("click", () => {
-  state.batchLimit = Math.min(500, state.batchLimit + 50);
-  refresh();
-});
 
 async function refreshOverview() {
   const [customers, batches] = await Promise.all([
     pagers.customers.page("/api/customers"),
-    api("GET", `/api/batches?limit=${state.batchLimit}`),
+    pagers.batches.page("/api/batches"),
   ]);
   if (customers) {
     state.customers = customers.customers;
     renderCustomers();
     pagers.customers.show(customers.customers.length, customers.total, customers.next);
   }
-  renderBatches(batches);
+  if (batches) renderBatches(batches);
   await refreshSelection();
 }
 

@@ -112,9 +112,9 @@ class WebSystem:
         now = self.runtime.clock.now()
         return {"clock": self.clock, "now": datetime.fromtimestamp(now, UTC).isoformat()}
 
-    def batches(self, limit: int) -> list[BatchProgress]:
-        """The most recent batches, newest first."""
-        return self.runtime.batches(limit)
+    def batches(self, limit: int, after: str | None = None) -> list[BatchProgress]:
+        """The most recent batches, newest first; `after`: the page after that batch."""
+        return self.runtime.batches(limit, after)
 
     def close(self) -> None:
         self.runtime.store.close()

@@ -244,7 +244,15 @@ SELECT batch_id, owner_process, owner_instance, source, params, template, fence,
 FROM batches WHERE batch_id = :batch_id;
 
 -- name: list_batches
-SELECT batch_id FROM batches ORDER BY created_at DESC, batch_id LIMIT :limit;
+SELECT batch_id FROM batches ORDER BY created_at DESC, batch_id DESC LIMIT :limit;
+
+-- name: list_batches_after
+-- The page after batch :after in the same order (newest first): a cursor that holds while
+-- new batches start.
+SELECT b.batch_id FROM batches b, batches c
+WHERE c.batch_id = :after
+  AND (b.created_at < c.created_at OR (b.created_at = c.created_at AND b.batch_id < c.batch_id))
+ORDER BY b.created_at DESC, b.batch_id DESC LIMIT :limit;
 
 -- name: advance_batch_cursor
 UPDATE batches SET cursor = :cursor, total = total + :added, status = :status

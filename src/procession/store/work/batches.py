@@ -31,8 +31,11 @@ def get(tx: Tx, batch_id: str) -> BatchRow | None:
     return tx.record(BatchRow, "get_batch", batch_id=batch_id)
 
 
-def newest_ids(tx: Tx, limit: int) -> list[str]:
-    return [str(row[0]) for row in tx.rows("list_batches", limit=limit)]
+def newest_ids(tx: Tx, limit: int, after: str | None = None) -> list[str]:
+    """Batch ids, newest first; with `after`, those that come after that batch."""
+    if after is None:
+        return [str(row[0]) for row in tx.rows("list_batches", limit=limit)]
+    return [str(row[0]) for row in tx.rows("list_batches_after", limit=limit, after=after)]
 
 
 def advance_cursor(
