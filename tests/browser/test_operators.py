@@ -127,7 +127,8 @@ def test_a_parked_process_step_is_listed_and_its_process_goes_on_after_retry(
         expect(row).to_have_attribute("data-kind", "delivery")
         expect(row).to_have_attribute("data-id", parked["id"])
         expect(row.locator("[data-field=id]")).to_have_text(parked["id"])
-        expect(row).to_contain_text(f"{CONFIRMATION} ada-c0 \N{MIDDLE DOT} ContractResigned")
+        where = f"{CONFIRMATION} ada-c0 \N{MIDDLE DOT} ContractResigned"
+        expect(row.locator("[data-field=where]")).to_have_text(where)
         expect(row.locator("[data-field=error]")).to_contain_text(
             f"cannot load the state of {CONFIRMATION} ada-c0: DecodeError"
         )
@@ -137,7 +138,9 @@ def test_a_parked_process_step_is_listed_and_its_process_goes_on_after_retry(
 
         stores.set_process_state(db, CONFIRMATION, "ada-c0", saved)  # the operator's fix
         row.get_by_test_id("parked-retry").click()
-        expect(page.get_by_test_id("notice")).to_contain_text(f"{parked['id']} is back to work")
+        expect(page.get_by_test_id("notice")).to_contain_text(
+            f"{parked['id']} ({where}) is back to work"  # what it is, not only a row number
+        )
         expect(page.get_by_test_id("parked-row")).to_have_count(0)
         expect(page.get_by_test_id("parked-empty")).to_have_text("Nothing parked.")
         expect(page.get_by_test_id("nav-parked-count")).to_have_text("")

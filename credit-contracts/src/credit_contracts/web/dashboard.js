@@ -293,7 +293,7 @@ function renderParked(data) {
       "data-testid": "parked-row", dataset: { id: item.id, kind: item.kind } },
     h("td", {}, h("span", { class: "badge parked" }, item.kind)),
     h("td", { class: "id", "data-field": "id" }, item.id),
-    h("td", {}, parkedWhere(item)),
+    h("td", { "data-field": "where" }, parkedWhere(item)),
     h("td", { class: "n", "data-field": "attempts" }, count(item.attempts)),
     h("td", {}, h("div", { class: "error-text", "data-field": "error" }, item.error || "–")),
     h("td", { class: "actions" },
@@ -313,7 +313,11 @@ async function parkedAction(button, item, action) {
   if (action === "skip" && !window.confirm(`Skip ${item.id} for good? Its work is dropped.`)) return;
   await act(button, async () => {
     await api("POST", `/api/parked/${encodeURIComponent(item.id)}/${action}`);
-    return action === "retry" ? `${item.id} is back to work.` : `${item.id} skipped.`;
+    // name what it is, not only its id: a delivery's id is a row number of the inbox
+    const what = item.kind === "delivery" ? `${item.id} (${parkedWhere(item)})` : item.id;
+    return action === "retry" ?
+      `${what} is back to work; it parks again if its cause is still there.` :
+      `${what} skipped.`;
   });
 }
 
