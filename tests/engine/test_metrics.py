@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -226,3 +227,41 @@ def test_steps_and_commands_are_counted_exactly_once_committed(
     }
     assert commands, "the group review sends commands"
     assert all(outcome in {"done", "rejected"} for _type, outcome in commands)
+
+
+def test_a_round_rolled_back_after_its_steps_ran_counts_none_of_them(
+    store_url: str, open_stores: OpenStores
+) -> None:
+    """On SQLite a round is one transaction: a stage failing after the steps of an earlier
+    one ran rolls them back too, and they must not have been counted (they run again)."""
+    app = build_app()
+    store = open_stores(store_url)
+    rt = Runtime(app, store, VirtualClock())
+    registry = metrics.registry(store, rt)
+    for account in ("a-1", "a-2"):
+        rt.send(OpenAccount(account_id=account, group="g"))
+    rt.send(ReviewGroup(group="g"))
+    failing = {"left": 1}
+    stages = dict(rt.stages)
+
+    def batches_once_broken(tx: Any, now: float) -> int:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise RuntimeError("the batches stage fails once")
+        return stages["batches"](tx, now)
+
+    rt.stages = [(n, batches_once_broken if n == "batches" else f) for n, f in rt.stages]
+    with pytest.raises(RuntimeError):
+        rt.run_until_idle()
+    rt.run_until_idle()
+    samples = parse(generate_latest(registry).decode())
+    with store.session() as session:
+        stored = {
+            str(process): int(steps)
+            for process, steps in session.sql(
+                "SELECT process, SUM(version) FROM process_instances GROUP BY process"
+            )
+        }
+    assert stored
+    for process, steps in stored.items():
+        assert value(samples, "procession_steps_total", process=process) == steps

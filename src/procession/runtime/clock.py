@@ -91,7 +91,10 @@ class VirtualClock:
                 self._now = max(self._now, float(saved))
 
     def sync_in(self, tx: Tx) -> None:
-        """`sync`, in a transaction of the caller's (one that holds the gate)."""
+        """`sync`, in a transaction of the caller's (one that holds the gate). A clock
+        without a store keeps its own time, as with `sync`."""
+        if self._store is None:
+            return
         saved = tx.get_meta(VIRTUAL_KEY)
         if saved is not None:
             self._now = max(self._now, float(saved))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -238,8 +239,10 @@ class Runtime:
                         now = self.clock.now()
                     done = stage(tx, now)
                     tx.flush()  # its writes counted here, not in the next stage's first read
-                if committed is not None:
-                    committed(self.steps.record or [], self.commands.record or [])
+                    if committed is not None:  # told at the real commit: on SQLite the round's
+                        tx.after_commit(
+                            partial(committed, self.steps.record or [], self.commands.record or [])
+                        )
             finally:
                 self.steps.record = self.commands.record = None
             work += done
